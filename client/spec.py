@@ -40,6 +40,7 @@ from client.errors import SpecError, UsageError
 from client.units import describe_value, parse_duration_s, parse_size_mib
 
 __all__ = [
+    "CHIEF_ROLE",
     "SPEC_VERSION",
     "AppMasterSpec",
     "Environment",
@@ -219,6 +220,13 @@ def _env_map(raw: Any, path: str) -> dict[str, str]:
     return env
 
 
+def _secrets(raw: Any, path: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    names = _string_list(raw, path, "[WANDB_API_KEY]")
+    return tuple(_env_name(name, _at(path, i)) for i, name in enumerate(names))
+
+
 def _relative_path(value: Any, path: str) -> str:
     """A path inside the task's working dir: relative, normalised, never escaping it."""
     text = _string(value, path, allow_empty=False)
@@ -328,20 +336,12 @@ class Environment:
         runtime = {key: _string(data[key], _at(path, key), allow_empty=False) for key in chosen}
         if "archive" in runtime:
             runtime["archive"] = _local_path(runtime["archive"], Path(base_dir or Path.cwd()))
-        secrets = data.get("secrets")
         return cls(
             python=runtime.get("python", None if runtime else "python3"),
             archive=runtime.get("archive"),
             image=runtime.get("image"),
             env=_env_map(data.get("env"), _at(path, "env")),
-            secrets=()
-            if secrets is None
-            else tuple(
-                _env_name(name, _at(_at(path, "secrets"), i))
-                for i, name in enumerate(
-                    _string_list(secrets, _at(path, "secrets"), "[WANDB_API_KEY]")
-                )
-            ),
+            secrets=_secrets(data.get("secrets"), _at(path, "secrets")),
         )
 
     @property
@@ -640,7 +640,7 @@ class AppMasterSpec:
         return {"resources": self.resources.to_dict()}
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class TaskId:
     """One task of a job: ``worker:0``.
 
@@ -653,6 +653,7 @@ class TaskId:
     index: int
 
     def __str__(self) -> str:
+        """``worker:0``, the form the CLI and the logs use."""
         return f"{self.role}:{self.index}"
 
     @classmethod
@@ -1012,19 +1013,38 @@ class _Each:
     indexed: bool = False  # True: a list, keys are integer indexes
 
 
-_LEAF = None  # schema node of a single value (a scalar, or a list set as a whole)
-_RESOURCES_SCHEMA = dict.fromkeys(Resources.KEYS, _LEAF)
-_ENV_SCHEMA = _Each(_LEAF)
+# Leaves of the schema: a single value (or a list set as a whole), and a value that is always a
+# string. A string field keeps the command-line text as typed when YAML would read it as
+# something else: `--set environment.env.SEED=7` means "7", `--set roles.worker.command=echo a: b`
+# means that command, not a mapping.
+_VALUE = "value"
+_TEXT = "text"
+
+
+def _leaves(keys: Iterable[str], text: Iterable[str]) -> dict[str, Any]:
+    text = set(text)
+    return {key: _TEXT if key in text else _VALUE for key in keys}
+
+
+_RESOURCES_SCHEMA = _leaves(Resources.KEYS, ())
+_ENV_SCHEMA = _Each(_TEXT)
 _SCHEMA: dict[str, Any] = {
-    **dict.fromkeys(JobSpec.KEYS, _LEAF),
-    "environment": {**dict.fromkeys(Environment.KEYS, _LEAF), "env": _ENV_SCHEMA},
-    "files": _Each(_LEAF),
-    "mounts": _Each(dict.fromkeys(Mount.KEYS, _LEAF), indexed=True),
+    **_leaves(JobSpec.KEYS, ("name", "framework", "queue", "node_label")),
+    "environment": {
+        **_leaves(Environment.KEYS, ("python", "archive", "image")),
+        "env": _ENV_SCHEMA,
+    },
+    "files": _Each(_TEXT),
+    "mounts": _Each(_leaves(Mount.KEYS, ("source", "path", "mode")), indexed=True),
     "roles": _Each(
-        {**dict.fromkeys(Role.KEYS, _LEAF), "resources": _RESOURCES_SCHEMA, "env": _ENV_SCHEMA}
+        {
+            **_leaves(Role.KEYS, ("command", "node_label")),
+            "resources": _RESOURCES_SCHEMA,
+            "env": _ENV_SCHEMA,
+        }
     ),
-    "retry": dict.fromkeys(Retry.KEYS, _LEAF),
-    "scheduling": dict.fromkeys(Scheduling.KEYS, _LEAF),
+    "retry": _leaves(Retry.KEYS, ("policy",)),
+    "scheduling": _leaves(Scheduling.KEYS, ()),
     "appmaster": {"resources": _RESOURCES_SCHEMA},
 }
 
@@ -1056,8 +1076,10 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     Keys follow the YAML structure: ``roles.worker.instances``, ``environment.env.SEED``,
     ``files.train.py`` (free-form names under ``files``/``env`` may contain dots) and
     ``mounts.0.path`` or ``mounts[0].path``. String values are read as YAML, so ``4`` is an int,
-    ``[a, b]`` a list and ``true`` a bool; an empty string stays "". Missing intermediate
-    mappings are created (``roles.ps.instances=1`` starts a ``ps`` role).
+    ``[a, b]`` a list and ``true`` a bool; an empty string stays "". Fields that only hold
+    strings (names, commands, paths, env values) keep the text as typed when YAML would read it
+    as something else (``SEED=7`` is "7"). Missing intermediate mappings are created
+    (``roles.ps.command=...`` starts a ``ps`` role).
 
     Args:
         raw: the spec's top-level mapping; not modified.
@@ -1072,17 +1094,19 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     """
     result = copy.deepcopy(dict(raw))
     for key, value in overrides.items():
-        _set_path(result, key, _override_value(value))
+        _set_path(result, key, value)
     return result
 
 
-def _override_value(value: Any) -> Any:
+def _override_value(value: Any, *, text: bool) -> Any:
+    """A command-line value read as YAML; values that are not strings are taken as they are."""
     if not isinstance(value, str) or not value.strip():
-        return value
+        return value  # YAML would read "" as null; an empty string is what was meant
     try:
-        return yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         return value  # not YAML (e.g. an unbalanced quote in a command): take it literally
+    return value if text and not isinstance(parsed, str) else parsed
 
 
 def _split_key(key: str) -> list[str]:
@@ -1105,7 +1129,7 @@ def _set_path(root: dict[str, Any], key: str, value: Any) -> None:
             child = node.child
             if node.indexed:
                 slot = _list_index(target, part, path)
-            elif child is _LEAF:
+            elif child in (_VALUE, _TEXT):
                 slot, last = ".".join(parts[i:]), True  # files.train.py: the rest is the name
         elif part in node:
             child = node[part]
@@ -1113,9 +1137,9 @@ def _set_path(root: dict[str, Any], key: str, value: Any) -> None:
             raise _unknown_field(path, part, node)
         here = _at(path, slot)
         if last:
-            target[slot] = value
+            target[slot] = _override_value(value, text=child == _TEXT)
             return
-        if child is _LEAF:
+        if child in (_VALUE, _TEXT):
             raise SpecError(f"{here}: holds a single value; {key!r} cannot be set inside it")
         target = _container(target, slot, here, child, key)
         node, path = child, here

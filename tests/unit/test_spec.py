@@ -523,6 +523,7 @@ def test_override_values_are_read_as_yaml() -> None:
             "roles.worker.resources.memory": "4 GiB",
             "node_label": "",
             "environment.env.SEED": '"7"',
+            "mounts": "[{source: /d, path: data}]",
         },
     )
     spec = JobSpec.from_dict(raw)
@@ -532,6 +533,25 @@ def test_override_values_are_read_as_yaml() -> None:
     assert spec.roles["worker"].resources.memory_mib == 4096
     assert spec.node_label == ""
     assert spec.environment.env == {"SEED": "7"}
+    assert spec.mounts == (Mount(source="/d", path="data"),)
+
+
+def test_overrides_of_string_fields_keep_the_text() -> None:
+    raw = apply_overrides(
+        minimal(),
+        {
+            "environment.env.SEED": "7",
+            "roles.worker.env.DEBUG": "true",
+            "roles.worker.command": "echo a: b",
+            "name": "2024",
+            "queue": "'quoted'",
+        },
+    )
+    spec = JobSpec.from_dict(raw)
+    assert spec.environment.env == {"SEED": "7"}
+    assert spec.roles["worker"].env == {"DEBUG": "true"}
+    assert spec.roles["worker"].command == "echo a: b"
+    assert (spec.name, spec.queue) == ("2024", "quoted")
 
 
 def test_overrides_do_not_touch_the_input() -> None:
