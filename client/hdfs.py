@@ -1,0 +1,159 @@
+"""The one module that speaks to HDFS (WebHDFS through the ``hdfs`` package).
+
+WebHDFS works from any machine with no JVM and no libhdfs, which is what the client, the
+AppMaster and the task launchers need. Every error of the ``hdfs``/``requests`` libraries is
+translated here: a dead NameNode becomes :class:`ClusterUnreachableError`, anything else an
+:class:`HdfsError` naming the path and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import hdfs as hdfscli
+import requests
+
+from client.errors import ClusterUnreachableError, HdfsError
+from client.hadoop_conf import addresses, hadoop_user
+
+__all__ = ["Hdfs", "hdfs_path"]
+
+_T = TypeVar("_T")
+
+
+def hdfs_path(uri: str) -> str:
+    """``hdfs://nn:9000/a/b`` or ``hdfs:///a/b`` → ``/a/b``; plain absolute paths unchanged."""
+    if uri.startswith("hdfs://"):
+        return urlparse(uri).path or "/"
+    return uri
+
+
+class Hdfs:
+    """A small WebHDFS client: the operations dlsubmit needs, with translated errors."""
+
+    def __init__(self, url: str | None = None, user: str | None = None, timeout_s: float = 30):
+        self.url = (url or addresses().webhdfs_url).rstrip("/")
+        self.user = user or hadoop_user()
+        self._client = hdfscli.InsecureClient(self.url, user=self.user, timeout=timeout_s)
+
+    def _call(self, what: str, path: str, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except requests.exceptions.ConnectionError as exc:
+            raise ClusterUnreachableError(
+                f"HDFS NameNode at {self.url} is unreachable ({what} {path}); is the cluster up?"
+            ) from exc
+        except requests.exceptions.Timeout as exc:
+            raise ClusterUnreachableError(f"HDFS at {self.url} timed out ({what} {path})") from exc
+        except hdfscli.util.HdfsError as exc:
+            raise HdfsError(f"HDFS {what} {path}: {_reason(exc)}") from exc
+
+    def status(self, path: str) -> dict[str, Any] | None:
+        """FileStatus of ``path``, or None when it does not exist."""
+        path = hdfs_path(path)
+        return self._call("stat", path, lambda: self._client.status(path, strict=False))
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` exists."""
+        return self.status(path) is not None
+
+    def makedirs(self, path: str, permission: str | None = None) -> None:
+        """Create ``path`` and its parents (no error if it exists)."""
+        path = hdfs_path(path)
+        self._call("mkdir", path, lambda: self._client.makedirs(path, permission=permission))
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Create or replace the file ``path`` with ``data``."""
+        path = hdfs_path(path)
+        self._call("write", path, lambda: self._client.write(path, data=data, overwrite=True))
+
+    def write_json(self, path: str, value: Any) -> None:
+        """Write ``value`` as JSON (replacing the file)."""
+        self.write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """Content of the file ``path``, or None when it does not exist."""
+        path = hdfs_path(path)
+
+        def read() -> bytes | None:
+            try:
+                with self._client.read(path) as reader:
+                    return bytes(reader.read())
+            except hdfscli.util.HdfsError as exc:
+                if _is_missing(exc):
+                    return None
+                raise
+
+        return self._call("read", path, read)
+
+    def read_json(self, path: str) -> Any:
+        """Parsed JSON content of ``path``, or None when it does not exist."""
+        data = self.read_bytes(path)
+        return None if data is None else json.loads(data)
+
+    def upload(self, local: str, remote: str) -> None:
+        """Copy a local file or directory tree to ``remote`` (replacing it)."""
+        remote = hdfs_path(remote)
+        self._call(
+            "upload", remote,
+            lambda: self._client.upload(remote, local, overwrite=True, n_threads=1),
+        )
+
+    def download(self, remote: str, local: str) -> None:
+        """Copy ``remote`` (file or directory) to the local path ``local``."""
+        remote = hdfs_path(remote)
+        self._call(
+            "download", remote,
+            lambda: self._client.download(remote, local, overwrite=True, n_threads=1),
+        )
+
+    def list(self, path: str) -> list[str]:
+        """Names in directory ``path`` ([] when it does not exist)."""
+        path = hdfs_path(path)
+        if not self.exists(path):
+            return []
+        return self._call("list", path, lambda: list(self._client.list(path)))
+
+    def walk_files(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(relative path, FileStatus) of every file under directory ``path``."""
+        path = hdfs_path(path)
+        if not self.exists(path):
+            return
+        walker = self._call("walk", path, lambda: list(self._client.walk(path, status=True)))
+        for (dirpath, _dirstatus), _dirs, files in walker:
+            for name, status in files:
+                full = posixpath.join(dirpath, name)
+                yield posixpath.relpath(full, path), status
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        """Delete ``path`` (no error if absent)."""
+        path = hdfs_path(path)
+        self._call("delete", path, lambda: self._client.delete(path, recursive=recursive))
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst``."""
+        src, dst = hdfs_path(src), hdfs_path(dst)
+        self._call("rename", src, lambda: self._client.rename(src, dst))
+
+    @contextmanager
+    def open_write(self, path: str) -> Iterator[Any]:
+        """A writer for a new file ``path`` (streamed upload)."""
+        path = hdfs_path(path)
+        writer = self._call("write", path, lambda: self._client.write(path, overwrite=True))
+        with writer as handle:
+            yield handle
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def _is_missing(exc: Exception) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("FileNotFoundException", "does not exist", "not found"))
