@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from gpu_plugin.errors import BindingError
+from gpu_plugin.nvml import TOPOLOGY_ENV
 
 __all__ = [
     "DEFAULT_LOCK_DIR",
@@ -46,8 +47,7 @@ logger = logging.getLogger(__name__)
 
 #: Where lease files live unless ``DLSUBMIT_GPU_LOCK_DIR`` says otherwise.
 DEFAULT_LOCK_DIR = "/tmp/dlsubmit-gpu-locks"
-#: Environment variable overriding the lock directory. Two NodeManagers on one host that each
-#: declare their own test topology need one directory each, or their "GPU 0"s collide.
+#: Environment variable overriding the lock directory.
 LOCK_DIR_ENV = "DLSUBMIT_GPU_LOCK_DIR"
 
 _ALLOCATE_LOCK = ".allocate.lock"
@@ -56,9 +56,27 @@ _ALLOCATE_RETRY_S = 0.02
 
 
 def default_lock_dir(env: Mapping[str, str] | None = None) -> str:
-    """Return ``$DLSUBMIT_GPU_LOCK_DIR`` or :data:`DEFAULT_LOCK_DIR`."""
+    """Choose the lease directory.
+
+    Two NodeManagers on one host that each declare their own test topology must not share
+    leases, or their two "GPU 0"s would exclude each other; so a declared topology gets its
+    own directory beside it, and only real GPUs (one set per host) share the default.
+
+    Args:
+        env: environment to read (default ``os.environ``).
+
+    Returns:
+        ``$DLSUBMIT_GPU_LOCK_DIR`` if set, else ``<$DLSUBMIT_GPU_TOPOLOGY>.locks`` if a topology
+        is declared, else :data:`DEFAULT_LOCK_DIR`.
+    """
     env = os.environ if env is None else env
-    return env.get(LOCK_DIR_ENV, "").strip() or DEFAULT_LOCK_DIR
+    explicit = env.get(LOCK_DIR_ENV, "").strip()
+    if explicit:
+        return explicit
+    topology = env.get(TOPOLOGY_ENV, "").strip()
+    if topology:
+        return os.path.abspath(topology) + ".locks"
+    return DEFAULT_LOCK_DIR
 
 
 class Lease:
@@ -173,9 +191,7 @@ def _read_holder(path: str) -> str:
     """Describe who holds a lock file, from what its holder wrote."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            fields = dict(
-                item.split("=", 1) for item in f.read().split() if "=" in item
-            )
+            fields = dict(item.split("=", 1) for item in f.read().split() if "=" in item)
     except OSError:
         fields = {}
     pid = fields.get("pid")

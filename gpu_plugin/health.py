@@ -17,13 +17,14 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from gpu_plugin.device import Backend
 from gpu_plugin.errors import NvmlError
 from gpu_plugin.metrics import health_errors
 from gpu_plugin.nvml import TOPOLOGY_ENV, TopologyBackend, get_backend
 
-__all__ = ["check", "main"]
+__all__ = ["check", "main", "run"]
 
 
 def check(backend: Backend, *, min_gpus: int = 1) -> str:
@@ -93,13 +94,18 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     worker.join(args.timeout_s)
-    if result:
-        line = result[0]
-    else:
-        line = f"ERROR NVML did not answer within {args.timeout_s:g} s"
+    line = result[0] if result else f"ERROR NVML did not answer within {args.timeout_s:g} s"
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    if worker.is_alive():
-        # A daemon thread stuck in NVML could still block interpreter exit; leave at once.
-        os._exit(0)
     return 0
+
+
+def run() -> NoReturn:
+    """Entry point of ``bin/gpu-health``: :func:`main`, then leave at once.
+
+    ``os._exit`` because a thread still stuck inside NVML must not hold up the exit.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

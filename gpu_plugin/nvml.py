@@ -52,7 +52,7 @@ _INIT_HINTS = {
 _MIB = 1024 * 1024
 
 
-class _DeviceLost(Exception):
+class _DeviceLostError(Exception):
     """Internal: a device answered with one of ``_LOST_CODES`` while being read."""
 
 
@@ -83,8 +83,7 @@ class PynvmlBackend:
                 import pynvml  # the one import of pynvml in dlsubmit
             except ImportError as exc:
                 raise NvmlError(
-                    "the pynvml module is missing: install the nvidia-ml-py package "
-                    "for this Python"
+                    "the pynvml module is missing: install the nvidia-ml-py package for this Python"
                 ) from exc
             self._module = pynvml
         nv = self._module
@@ -93,8 +92,8 @@ class PynvmlBackend:
                 nv.nvmlInit()
             except nv.NVMLError as exc:
                 code = getattr(exc, "value", None)
-                hint = _INIT_HINTS.get(code, "NVML could not start")
-                raise NvmlError(f"NVML init failed: {hint} ({exc})", code=code) from exc
+                hint = _INIT_HINTS.get(code, "NVML could not start") if code is not None else ""
+                raise NvmlError(f"NVML init failed: {hint or exc} ({exc})", code=code) from exc
             self._initialised = True
         return nv
 
@@ -104,10 +103,11 @@ class PynvmlBackend:
         try:
             return fn(*args)
         except nv.NVMLError as exc:
-            raise NvmlError(f"NVML failed to {what}: {exc}", code=getattr(exc, "value", None)) from exc
+            code = getattr(exc, "value", None)
+            raise NvmlError(f"NVML failed to {what}: {exc}", code=code) from exc
 
     def _field(self, name: str, *args: Any) -> Any:
-        """Read one device field: None when unsupported, :class:`_DeviceLost` when gone."""
+        """Read one device field: None when unsupported, :class:`_DeviceLostError` when gone."""
         nv = self._module
         fn = getattr(nv, name, None)
         if fn is None:  # an old nvidia-ml-py without this call
@@ -116,7 +116,7 @@ class PynvmlBackend:
             return fn(*args)
         except nv.NVMLError as exc:
             if getattr(exc, "value", None) in _LOST_CODES:
-                raise _DeviceLost(str(exc)) from exc
+                raise _DeviceLostError(str(exc)) from exc
             logger.debug("%s unavailable: %s", name, exc)
             return None
 
@@ -182,9 +182,14 @@ class PynvmlBackend:
                 nv.NVML_VOLATILE_ECC,
             )
             values["retired_pages_pending"] = self._pending_repair(handle)
-        except _DeviceLost as lost:
-            return Device(index=index, uuid=values.get("uuid"), name=values.get("name"),
-                          reachable=False, error=str(lost))
+        except _DeviceLostError as lost:
+            return Device(
+                index=index,
+                uuid=values.get("uuid"),
+                name=values.get("name"),
+                reachable=False,
+                error=str(lost),
+            )
         return Device(index=index, **values)
 
     def _pending_repair(self, handle: Any) -> bool | None:

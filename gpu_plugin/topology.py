@@ -18,16 +18,20 @@ NodeManager runs (write a new file and rename it over the old one, so no reader 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
-from dataclasses import fields
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from gpu_plugin.device import Device
 from gpu_plugin.errors import NvmlError, TopologyError
 
-__all__ = ["TopologyBackend", "parse_topology"]
+__all__ = ["TopologyBackend", "parse_topology", "write_topology"]
 
 _TOP_LEVEL_KEYS = ("driver_version", "devices", "nvml_error")
 _INT_FIELDS = (
@@ -145,3 +149,41 @@ class TopologyBackend:
 
     def __repr__(self) -> str:
         return f"TopologyBackend({str(self.path)!r})"
+
+
+def write_topology(
+    path: str | Path,
+    devices: Sequence[Device],
+    *,
+    driver_version: str = "550.54.15",
+    nvml_error: str | None = None,
+) -> None:
+    """Write a topology file atomically, so a NodeManager reading it never sees half a file.
+
+    Tests use this to change a running node's GPUs, e.g. to mark a device faulty with
+    ``dataclasses.replace(device, ecc_uncorrectable=2)``.
+
+    Args:
+        path: the file to (re)place.
+        devices: the devices to declare.
+        driver_version: the declared driver version.
+        nvml_error: when set, every NVML call on this topology fails with this message.
+    """
+    path = Path(path)
+    document: dict[str, object] = {
+        "driver_version": driver_version,
+        "devices": [asdict(dev) for dev in devices],
+    }
+    if nvml_error is not None:
+        document["nvml_error"] = nvml_error
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
