@@ -15,9 +15,9 @@ the reason the lower one's symptom appeared.
 
 ==  ===================  ========================================================================
  1  PEER_ABORTED         the AppMaster had told the launcher to stop (``stopped_by_appmaster``),
-                         or YARN says the AppMaster killed or released the container (-105,
-                         -107, Skein's "Killed by user request.", "released by application").
-                         Whatever the task did after that is collateral, so this comes first.
+                         or Skein/YARN say the AppMaster killed or released the container
+                         (state KILLED, -105, -107, :data:`AM_STOP_TEXT`). Whatever the task did
+                         after that is collateral, so this comes first.
  2  YARN's verdict       :data:`YARN_EXIT_STATUSES`, then :data:`YARN_TEXTS`: PREEMPTED (-102,
                          -108, "preempted"), NODE_FAILURE (-100, -101, -106, "*lost* node"),
                          HOST_OOM (-104, -103, "beyond the 'PHYSICAL' memory limit"). YARN killed
@@ -47,7 +47,10 @@ the reason the lower one's symptom appeared.
                          the last log lines.
 ==  ===================  ========================================================================
 
-SETUP_FAILED is retryable only when its text suggests transient I/O (:data:`TRANSIENT_IO`).
+Whether ``policy: smart`` retries a category is :data:`DEFAULTS`; USER_DECLARED follows the exit
+code, and SETUP_FAILED is retryable only when its text suggests transient I/O
+(:data:`TRANSIENT_IO`). ``counted`` is False exactly for :data:`INFRASTRUCTURE`, ``avoid_host``
+is True exactly for :data:`AVOID_HOST`.
 RENDEZVOUS_TIMEOUT is never inferred here (a task that has not registered may just be slow);
 the loop, which owns the clock, calls :func:`rendezvous_timeout`.
 
@@ -66,9 +69,15 @@ from typing import Any, NamedTuple
 from client.failures import Category, Failure
 
 __all__ = [
+    "AM_STOP_TEXT",
+    "AVOID_HOST",
     "DEFAULTS",
+    "INFRASTRUCTURE",
     "LAUNCH_SIGNATURES",
     "LOG_SIGNATURES",
+    "TRANSIENT_IO",
+    "YARN_EXIT_STATUSES",
+    "YARN_TEXTS",
     "LauncherReport",
     "Signature",
     "YarnView",
@@ -204,302 +213,147 @@ def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
-_C = Category
-_HINT_GPU_HW = (
-    "a GPU on {host} is faulty; retried on another node without counting (tell the admin)"
+def _table(*rows: tuple[Category, str, bool, bool, str]) -> tuple[Signature, ...]:
+    return tuple(
+        Signature(cat, _rx(rx), retry, counted, hint) for cat, rx, retry, counted, hint in rows
+    )
+
+
+_GPU_HW = "a GPU on {host} is faulty; retried on another node without counting (tell the admin)"
+_DRIVER = (
+    "the NVIDIA driver on {host} is half-upgraded (the node needs a reboot); retried elsewhere"
 )
-_HINT_GPU_OOM = (
+_GPU_OOM = (
     "the task ran out of GPU memory: lower the batch or model size in {role}.command, or use "
     "more or larger GPUs ({role}.resources.gpus, {role}.node_label)"
 )
-_HINT_CUDA = (
+_SHM = "DataLoader workers ran out of shared memory (/dev/shm): lower num_workers, or {memory}"
+_CUDA = (
     "the CUDA build of the environment does not match the node: rebuild environment.archive / "
     "environment.image for the cluster's driver and GPUs, or pick nodes with {role}.node_label"
 )
-_HINT_NCCL = (
-    "a collective (NCCL/gloo) failed between tasks; retried. If it repeats, check the network "
-    "settings in environment.env (NCCL_SOCKET_IFNAME, NCCL_IB_DISABLE) and run with NCCL_DEBUG=INFO"
+_SYMBOL = (
+    "a compiled extension does not match the installed libraries: rebuild environment.archive "
+    "/ environment.image with consistent versions"
 )
-_HINT_HDFS = (
+_NO_GPU = (
+    "the task sees no usable GPU: set {role}.resources.gpus > 0 and use an environment built "
+    "with CUDA"
+)
+_NCCL = (
+    "a collective (NCCL/gloo) failed between tasks; retried. If it repeats, check the network "
+    "settings in environment.env (NCCL_SOCKET_IFNAME, NCCL_IB_DISABLE), run with NCCL_DEBUG=INFO"
+)
+_HDFS = (
     "check {path}: it must exist and the submitting user must be allowed to read/write it "
     "(mounts[].source)"
 )
-_HINT_SPACE = (
+_SPACE = (
     "out of disk space or HDFS quota ({path}): free space, or write less to the working dir "
     "and rw mounts (mounts[].path)"
 )
-
-# Matched against the task's output (error file, log tail) and YARN's diagnostics. The first row
-# with a matching line wins, so the more specific cause sits higher: a GPU fault explains an OOM
-# or an NCCL abort, an OOM explains an NCCL abort, a host OOM explains a full /dev/shm.
-LOG_SIGNATURES: tuple[Signature, ...] = (
-    Signature(_C.GPU_HARDWARE, _rx(r"\bXid\b"), True, False, _HINT_GPU_HW),
-    Signature(
-        _C.GPU_HARDWARE,
-        _rx(r"uncorrectable ECC|ECC_UNCORRECTABLE|double[- ]bit ECC"),
-        True,
-        False,
-        _HINT_GPU_HW,
-    ),
-    Signature(
-        _C.GPU_HARDWARE,
-        _rx(
-            r"fallen off the bus|GPU is lost|Unable to determine the "
-            r"device handle"
-        ),
-        True,
-        False,
-        _HINT_GPU_HW,
-    ),
-    Signature(
-        _C.GPU_HARDWARE,
-        _rx(r"Driver/library version mismatch"),
-        True,
-        False,
-        "the NVIDIA driver on {host} is half-upgraded (needs a reboot); retried elsewhere",
-    ),
-    Signature(
-        _C.GPU_HARDWARE,
-        _rx(
-            r"CUDA-capable device\(s\) (?:is|are) busy or unavailable|"
-            r"cudaErrorDevicesUnavailable"
-        ),
-        True,
-        False,
-        _HINT_GPU_HW,
-    ),
-    Signature(
-        _C.GPU_OOM,
-        _rx(
-            r"CUDA out of memory|CUDA error: out of memory|cuda runtime error "
-            r"\(2\) ?: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
-            r"torch(?:\.cuda)?\.OutOfMemoryError"
-        ),
-        False,
-        True,
-        _HINT_GPU_OOM,
-    ),
-    Signature(
-        _C.GPU_OOM,
-        _rx(
-            r"ResourceExhaustedError|RESOURCE_EXHAUSTED: Out of memory|"
-            r"OOM when allocating tensor|Out of memory while trying to allocate"
-        ),
-        False,
-        True,
-        _HINT_GPU_OOM,
-    ),
-    Signature(
-        _C.GPU_OOM,
-        _rx(r"CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED"),
-        False,
-        True,
-        _HINT_GPU_OOM,
-    ),
-    Signature(
-        _C.HOST_OOM,
-        _rx(r"insufficient shared memory|unable to write to file </torch_"),
-        False,
-        True,
-        "DataLoader workers ran out of shared memory (/dev/shm): lower "
-        "num_workers in {role}.command, or {memory}",
-    ),
-    Signature(
-        _C.HOST_OOM,
-        _rx(
-            r"is killed by signal: Killed|Out of memory: Kill|invoked "
-            r"oom-killer|oom-kill"
-        ),
-        False,
-        True,
-        "{memory}",
-    ),
-    # \bMemoryError\b does not match torch's OutOfMemoryError (no word boundary inside).
-    Signature(
-        _C.HOST_OOM,
-        _rx(
-            r"\bMemoryError\b|std::bad_alloc|Cannot allocate memory|"
-            r"java\.lang\.OutOfMemoryError"
-        ),
-        False,
-        True,
-        "{memory}",
-    ),
-    Signature(
-        _C.CUDA_ENV_MISMATCH,
-        _rx(
-            r"CUDA driver version is insufficient|NVIDIA driver on "
-            r"your system is too old|forward compatibility was "
-            r"attempted|CUDA_ERROR_UNSUPPORTED_PTX_VERSION"
-        ),
-        False,
-        True,
-        _HINT_CUDA,
-    ),
-    Signature(
-        _C.CUDA_ENV_MISMATCH,
-        _rx(
-            r"no kernel image is available|is not compatible with "
-            r"the current PyTorch installation|"
-            r"CUDA_ERROR_NO_BINARY_FOR_GPU"
-        ),
-        False,
-        True,
-        _HINT_CUDA,
-    ),
-    Signature(
-        _C.CUDA_ENV_MISMATCH,
-        _rx(
-            r"cuDNN version|CUDNN_STATUS_VERSION_MISMATCH|dropout "
-            r"supported only in cudnn"
-        ),
-        False,
-        True,
-        _HINT_CUDA,
-    ),
-    # TensorFlow prints "Could not load dynamic library 'libcudart…'" as a harmless warning on
-    # every CPU-only run; only the error forms count.
-    Signature(
-        _C.CUDA_ENV_MISMATCH,
-        _rx(
-            r"^(?!.*Could not load dynamic library).*lib(?:cudart|"
-            r"cudnn|cublas|cufft|curand|cusolver|cusparse|nccl|nvrtc|"
-            r"cuda)\S*(?:: cannot open shared object| not found)"
-        ),
-        False,
-        True,
-        _HINT_CUDA,
-    ),
-    Signature(
-        _C.CUDA_ENV_MISMATCH,
-        _rx(r"undefined symbol"),
-        False,
-        True,
-        "a compiled extension does not match the installed libraries: rebuild "
-        "environment.archive / environment.image with consistent versions",
-    ),
-    Signature(
-        _C.CUDA_ENV_MISMATCH,
-        _rx(
-            r"Found no NVIDIA driver|No CUDA GPUs are available|"
-            r"Torch not compiled with CUDA enabled|no CUDA-capable "
-            r"device is detected|CUDA_ERROR_NO_DEVICE"
-        ),
-        False,
-        True,
-        "the task sees no usable GPU: set {role}.resources.gpus > 0 and use an "
-        "environment built with CUDA",
-    ),
-    Signature(
-        _C.NCCL_ERROR,
-        _rx(
-            r"NCCL error|ncclSystemError|ncclRemoteError|ncclInternalError|"
-            r"ncclUnhandledCudaError|NCCL communicator was aborted|"
-            r"DistBackendError"
-        ),
-        True,
-        True,
-        _HINT_NCCL,
-    ),
-    Signature(
-        _C.NCCL_ERROR,
-        _rx(r"Watchdog caught collective operation timeout|NCCL watchdog"),
-        True,
-        True,
-        _HINT_NCCL,
-    ),
-    Signature(
-        _C.NCCL_ERROR, _rx(r"DistNetworkError|Gloo connectFullMesh failed"), True, True, _HINT_NCCL
-    ),
-    Signature(
-        _C.DATA_ACCESS,
-        _rx(r"AccessControlException|Permission denied: user=\S+, access="),
-        False,
-        True,
-        _HINT_HDFS,
-    ),
-    Signature(
-        _C.DATA_ACCESS, _rx(r"FileNotFoundException|File does not exist: "), False, True, _HINT_HDFS
-    ),
-    Signature(
-        _C.DATA_ACCESS,
-        _rx(
-            r"No space left on device|\bENOSPC\b|\[Errno 28\]|"
-            r"QuotaExceededException|DiskSpace quota"
-        ),
-        False,
-        True,
-        _HINT_SPACE,
-    ),
-    Signature(
-        _C.DATA_ACCESS,
-        _rx(
-            r"(?:hdfs|viewfs)://\S*.*Permission denied|Permission denied"
-            r".*(?:hdfs|viewfs)://"
-        ),
-        False,
-        True,
-        _HINT_HDFS,
-    ),
+_LOCALIZE_DATA = (
+    "an HDFS input could not be localized: {path} (a mounts[].source or a staged file changed "
+    "since submit); check that it exists and is readable"
 )
-
-_HINT_LAUNCHER = (
+_IMAGE = (
+    "environment.image: the image could not be started on this cluster (YARN's Docker runtime "
+    "needs the LinuxContainerExecutor with docker enabled); use environment.archive, or ask "
+    "the admin"
+)
+_LOCALIZE = (
+    "the task's files or environment could not be localized: check environment.archive and "
+    "files (was the job's staging directory removed?)"
+)
+_NM_START = (
+    "the NodeManager on {host} could not start the container; retried on another node without "
+    "counting"
+)
+_LAUNCHER = (
     "the task launcher did not start: check environment.python / environment.archive (the "
     "interpreter must be able to run `python -m appmaster.launcher`)"
 )
 
-# Matched against YARN's diagnostics only, and only when the launcher never ran (rule 7).
-LAUNCH_SIGNATURES: tuple[Signature, ...] = (
-    Signature(
-        _C.DATA_ACCESS,
-        _rx(
-            r"AccessControlException|FileNotFoundException|File does not "
-            r"exist"
-        ),
-        False,
-        True,
-        "an HDFS input could not be localized: {path} (a mounts[].source or a staged file "
-        "changed since submit); check that it exists and is readable",
-    ),
-    Signature(
-        _C.SETUP_FAILED,
-        _rx(r"docker|pull access denied|manifest unknown"),
-        False,
-        True,
-        "environment.image: the image could not be started on this cluster (YARN's Docker "
-        "runtime needs the LinuxContainerExecutor with docker enabled); use "
-        "environment.archive, or ask the admin",
-    ),
-    Signature(
-        _C.SETUP_FAILED,
-        _rx(
-            r"locali[sz]|changed on src filesystem|Download and unpack "
-            r"failed|initialization failed"
-        ),
-        False,
-        True,
-        "the task's files or environment could not be localized: check environment.archive "
-        "and files (was the job's staging directory removed?)",
-    ),
-    Signature(
-        _C.NODE_FAILURE,
-        _rx(
-            r"Failed to start, exception raised|Container launch failed|"
-            r"ConnectException|NoRouteToHost"
-        ),
-        True,
-        False,
-        "the NodeManager on {host} could not start the container; retried on another "
-        "node without counting",
-    ),
-    Signature(
-        _C.SETUP_FAILED,
-        _rx(r"ExitCodeException|Exception from container-launch"),
-        False,
-        True,
-        _HINT_LAUNCHER,
-    ),
+_C = Category
+_Y, _N = True, False
+
+# Matched against the task's output (error file, log tail) and YARN's diagnostics. The first ROW
+# with a matching line wins, so the more specific cause sits higher: a GPU fault explains an OOM
+# or an NCCL abort, an OOM explains an NCCL abort, a full /dev/shm explains "No space left".
+# Columns: category, case-insensitive regex, retryable (smart), counted, hint template.
+# fmt: off
+LOG_SIGNATURES: tuple[Signature, ...] = _table(
+    (_C.GPU_HARDWARE,      r"\bXid\b",                                      _Y, _N, _GPU_HW),
+    (_C.GPU_HARDWARE,      r"uncorrectable ECC|ECC_UNCORRECTABLE",          _Y, _N, _GPU_HW),
+    (_C.GPU_HARDWARE,      r"double[- ]bit ECC",                            _Y, _N, _GPU_HW),
+    (_C.GPU_HARDWARE,      r"fallen off the bus|GPU is lost",               _Y, _N, _GPU_HW),
+    (_C.GPU_HARDWARE,      r"Unable to determine the device handle",        _Y, _N, _GPU_HW),
+    (_C.GPU_HARDWARE,      r"CUDA-capable device\S* \S+ busy or unavail",   _Y, _N, _GPU_HW),
+    (_C.GPU_HARDWARE,      r"cudaErrorDevicesUnavailable",                  _Y, _N, _GPU_HW),
+    (_C.GPU_HARDWARE,      r"Driver/library version mismatch",              _Y, _N, _DRIVER),
+    (_C.GPU_OOM,           r"CUDA out of memory|CUDA error: out of memory", _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"cuda runtime error \(2\) ?: out of memory",    _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"torch(?:\.cuda)?\.OutOfMemoryError",           _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"CUDA_ERROR_OUT_OF_MEMORY",                     _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"ResourceExhaustedError|OOM when allocating",   _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"RESOURCE_EXHAUSTED: Out of memory",            _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"Out of memory while trying to allocate",       _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"CUBLAS_STATUS_ALLOC_FAILED",                   _N, _Y, _GPU_OOM),
+    (_C.GPU_OOM,           r"CUDNN_STATUS_ALLOC_FAILED",                    _N, _Y, _GPU_OOM),
+    (_C.HOST_OOM,          r"insufficient shared memory \(shm\)",           _N, _Y, _SHM),
+    (_C.HOST_OOM,          r"unable to write to file </torch_",             _N, _Y, _SHM),
+    (_C.HOST_OOM,          r"is killed by signal: Killed",                  _N, _Y, "{memory}"),
+    (_C.HOST_OOM,          r"Out of memory: Kill|invoked oom-killer",       _N, _Y, "{memory}"),
+    (_C.HOST_OOM,          r"\boom-kill\b",                                 _N, _Y, "{memory}"),
+    # \bMemoryError\b does not match torch's OutOfMemoryError (no word boundary inside).
+    (_C.HOST_OOM,          r"\bMemoryError\b",                              _N, _Y, "{memory}"),
+    (_C.HOST_OOM,          r"std::bad_alloc|Cannot allocate memory",        _N, _Y, "{memory}"),
+    (_C.HOST_OOM,          r"java\.lang\.OutOfMemoryError",                 _N, _Y, "{memory}"),
+    (_C.CUDA_ENV_MISMATCH, r"CUDA driver version is insufficient",          _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"NVIDIA driver on your system is too old",      _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"forward compatibility was attempted",          _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"CUDA_ERROR_UNSUPPORTED_PTX_VERSION",           _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"no kernel image is available",                 _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"not compatible with the current PyTorch",      _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"CUDA_ERROR_NO_BINARY_FOR_GPU",                 _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"cuDNN version|CUDNN_STATUS_VERSION_MISMATCH",  _N, _Y, _CUDA),
+    # TensorFlow warns "Could not load dynamic library 'libcudart…'" on every CPU-only run.
+    (_C.CUDA_ENV_MISMATCH, r"^(?!.*Could not load dynamic).*lib(?:cu|nccl|nvrtc)"
+                           r"\w*\.so\S*: cannot open shared object",        _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"lib(?:cudart|cudnn|nccl|nvrtc)\S* not found",  _N, _Y, _CUDA),
+    (_C.CUDA_ENV_MISMATCH, r"undefined symbol",                             _N, _Y, _SYMBOL),
+    (_C.CUDA_ENV_MISMATCH, r"Found no NVIDIA driver|No CUDA GPUs are avail", _N, _Y, _NO_GPU),
+    (_C.CUDA_ENV_MISMATCH, r"Torch not compiled with CUDA enabled",         _N, _Y, _NO_GPU),
+    (_C.CUDA_ENV_MISMATCH, r"no CUDA-capable device is detected",           _N, _Y, _NO_GPU),
+    (_C.NCCL_ERROR,        r"NCCL error|NCCL communicator was aborted",     _Y, _Y, _NCCL),
+    (_C.NCCL_ERROR,        r"ncclSystemError|ncclRemoteError",              _Y, _Y, _NCCL),
+    (_C.NCCL_ERROR,        r"ncclInternalError|ncclUnhandledCudaError",     _Y, _Y, _NCCL),
+    (_C.NCCL_ERROR,        r"Watchdog caught collective operation timeout", _Y, _Y, _NCCL),
+    (_C.NCCL_ERROR,        r"DistBackendError|DistNetworkError",            _Y, _Y, _NCCL),
+    (_C.NCCL_ERROR,        r"Gloo connectFullMesh failed",                  _Y, _Y, _NCCL),
+    (_C.DATA_ACCESS,       r"AccessControlException",                       _N, _Y, _HDFS),
+    (_C.DATA_ACCESS,       r"Permission denied: user=\S+, access=",         _N, _Y, _HDFS),
+    (_C.DATA_ACCESS,       r"FileNotFoundException|File does not exist: ",  _N, _Y, _HDFS),
+    (_C.DATA_ACCESS,       r"No space left on device|\bENOSPC\b",           _N, _Y, _SPACE),
+    (_C.DATA_ACCESS,       r"\[Errno 28\]|QuotaExceededException",          _N, _Y, _SPACE),
+    (_C.DATA_ACCESS,       r"(?:hdfs|viewfs)://\S*.*Permission denied",     _N, _Y, _HDFS),
+    (_C.DATA_ACCESS,       r"Permission denied.*(?:hdfs|viewfs)://",        _N, _Y, _HDFS),
 )
+
+# Matched against YARN's diagnostics only, and only when the launcher never ran (rule 7).
+LAUNCH_SIGNATURES: tuple[Signature, ...] = _table(
+    (_C.DATA_ACCESS,       r"AccessControlException|FileNotFoundException", _N, _Y, _LOCALIZE_DATA),
+    (_C.DATA_ACCESS,       r"File does not exist",                          _N, _Y, _LOCALIZE_DATA),
+    (_C.SETUP_FAILED,      r"docker|pull access denied|manifest unknown",   _N, _Y, _IMAGE),
+    (_C.SETUP_FAILED,      r"locali[sz]|changed on src filesystem",         _N, _Y, _LOCALIZE),
+    (_C.SETUP_FAILED,      r"Download and unpack failed",                   _N, _Y, _LOCALIZE),
+    (_C.SETUP_FAILED,      r"initialization failed",                        _N, _Y, _LOCALIZE),
+    (_C.NODE_FAILURE,      r"Failed to start, exception raised",            _Y, _N, _NM_START),
+    (_C.NODE_FAILURE,      r"Container launch failed",                      _Y, _N, _NM_START),
+    (_C.NODE_FAILURE,      r"ConnectException|NoRouteToHost",               _Y, _N, _NM_START),
+    (_C.SETUP_FAILED,      r"ExitCodeException|from container-launch",      _N, _Y, _LAUNCHER),
+)
+# fmt: on
 
 # A setup failure with one of these in its text may well pass on the next try.
 TRANSIENT_IO = _rx(
@@ -531,13 +385,7 @@ AM_STOP_TEXT = _rx(
 # YARN diagnostics that decide the category when the exit status is missing or generic.
 YARN_TEXTS: tuple[tuple[Category, re.Pattern[str]], ...] = (
     (Category.PREEMPTED, _rx(r"preempt")),
-    (
-        Category.NODE_FAILURE,
-        _rx(
-            r"\*?lost\*? node|disks? (?:have )?failed|node .*unhealthy|"
-            r"decommission"
-        ),
-    ),
+    (Category.NODE_FAILURE, _rx(r"\*?lost\*? node|disks? (?:have )?failed|unhealthy|decommission")),
     (Category.HOST_OOM, _rx(r"beyond (?:the )?'?(?:PHYSICAL|VIRTUAL)'? memory limit")),
 )
 
@@ -764,14 +612,22 @@ def _yarn_verdict(ctx: _Context) -> Failure | None:
     category = _yarn_category(ctx)
     if category is None or category is Category.PEER_ABORTED:
         return None
+    # YARN appends a process-tree dump to its diagnostics: keep the line that says why.
+    patterns = dict(YARN_TEXTS)
+    evidence = [line for line in ctx.diagnostics if patterns[category].search(line)]
+    evidence = evidence or list(ctx.diagnostics[:1])
+    if ctx.yarn_exit_status is not None:
+        evidence.insert(0, f"YARN exit status {ctx.yarn_exit_status}")
     if category is Category.HOST_OOM:
-        return _host_oom(ctx, list(ctx.diagnostics))
-    hints = {
-        Category.PREEMPTED: "YARN preempted the container for another queue's work; retried "
-        "without counting (a queue with guaranteed capacity avoids this)",
-        Category.NODE_FAILURE: "the node {host} failed; retried on another node without counting",
-    }
-    return _build(ctx, category, list(ctx.diagnostics), hint=hints[category])
+        return _host_oom(ctx, evidence)
+    return _build(ctx, category, evidence, hint=_YARN_HINTS[category])
+
+
+_YARN_HINTS = {
+    Category.PREEMPTED: "YARN preempted the container for another queue's work; retried "
+    "without counting (a queue with guaranteed capacity avoids this)",
+    Category.NODE_FAILURE: "the node {host} failed; retried on another node without counting",
+}
 
 
 def _rss_oom(ctx: _Context) -> Failure | None:
@@ -803,13 +659,13 @@ def _data_access_error(ctx: _Context) -> Failure | None:
     if ctx.report is None or not ctx.report.data_access_error:
         return None
     lines = ctx.report.data_access_error.splitlines()
-    return _build(ctx, Category.DATA_ACCESS, lines, hint=_HINT_HDFS)
+    return _build(ctx, Category.DATA_ACCESS, lines, hint=_HDFS)
 
 
 def _gpu_health(ctx: _Context) -> Failure | None:
     if ctx.report is None or not ctx.report.gpu_health_errors:
         return None
-    return _build(ctx, Category.GPU_HARDWARE, list(ctx.report.gpu_health_errors), hint=_HINT_GPU_HW)
+    return _build(ctx, Category.GPU_HARDWARE, list(ctx.report.gpu_health_errors), hint=_GPU_HW)
 
 
 def _launch_failure(ctx: _Context) -> Failure | None:
@@ -922,7 +778,7 @@ def _unknown(ctx: _Context) -> Failure:
     facts = []
     if ctx.exit_code is not None:
         facts.append(f"exit code {ctx.exit_code}")
-    if ctx.yarn_exit_status is not None:
+    if ctx.yarn_exit_status is not None and ctx.yarn_exit_status != ctx.exit_code:
         facts.append(f"YARN exit status {ctx.yarn_exit_status}")
     if ctx.report is None:
         facts.append("the launcher sent no report")
@@ -957,6 +813,8 @@ def _context(
     signal = report.signal if report is not None else None
     if signal is None and exit_code is not None and 128 < exit_code < 160:
         signal = exit_code - 128
+    if exit_code is None and signal is not None:
+        exit_code = 128 + signal  # the shell's convention, which the launcher follows
     if role_field == _ROLE_PLACEHOLDER:
         role_field = f"roles.{task.split(':', 1)[0]}"
     limit = (
@@ -1005,7 +863,7 @@ def _match(ctx: _Context, table: Sequence[Signature], lines: Sequence[str]) -> F
             continue
         retryable = sig.retryable
         if sig.category is Category.SETUP_FAILED and not retryable:
-            retryable = any(TRANSIENT_IO.search(line) for line in hits)
+            retryable = any(TRANSIENT_IO.search(line) for line in lines)
         return _build(
             ctx, sig.category, hits, hint=sig.hint, retryable=retryable, counted=sig.counted
         )
