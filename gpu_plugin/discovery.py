@@ -131,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
         description="nvidia-smi compatible GPU discovery for YARN, backed by NVML "
         f"or by the test topology named in ${TOPOLOGY_ENV}.",
     )
-    parser.add_argument("-q", "--query", action="store_true", help="query the devices")
+    parser.add_argument(
+        "-q", "--query", action="store_true", help="query the devices (always as XML here)"
+    )
     parser.add_argument("-x", "--xml-format", action="store_true", help="XML output (with -q)")
     parser.add_argument("-L", "--list-gpus", action="store_true", help="list the GPUs")
     parser.add_argument("--topology", help=f"test topology file (overrides ${TOPOLOGY_ENV})")
