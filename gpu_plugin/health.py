@@ -63,7 +63,10 @@ def _parser() -> argparse.ArgumentParser:
         "--min-gpus", type=int, default=1, help="fewer GPUs than this is a fault (default 1)"
     )
     parser.add_argument(
-        "--timeout-s", type=float, default=30.0, help="how long NVML may take (default 30)"
+        "--timeout-s",
+        type=float,
+        default=20.0,
+        help="how long NVML may take (default 20; keep it under YARN's script timeout)",
     )
     return parser
 
