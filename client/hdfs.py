@@ -73,8 +73,11 @@ class Hdfs:
         self._call("write", path, lambda: self._client.write(path, data=data, overwrite=True))
 
     def write_json(self, path: str, value: Any) -> None:
-        """Write ``value`` as JSON (replacing the file)."""
-        self.write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
+        """Replace ``path`` with ``value`` as JSON; readers never see a half-written file."""
+        tmp = f"{path}.tmp"
+        self.write_bytes(tmp, json.dumps(value, sort_keys=True).encode())
+        self.delete(path)
+        self.rename(tmp, path)
 
     def read_bytes(self, path: str) -> bytes | None:
         """Content of the file ``path``, or None when it does not exist."""
@@ -94,7 +97,10 @@ class Hdfs:
     def read_json(self, path: str) -> Any:
         """Parsed JSON content of ``path``, or None when it does not exist."""
         data = self.read_bytes(path)
-        return None if data is None else json.loads(data)
+        try:
+            return None if data is None else json.loads(data)
+        except ValueError as exc:
+            raise HdfsError(f"HDFS read {path}: not valid JSON ({exc})") from exc
 
     def upload(self, local: str, remote: str) -> None:
         """Copy a local file or directory tree to ``remote`` (replacing it)."""

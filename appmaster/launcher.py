@@ -1,0 +1,287 @@
+"""The task launcher: runs in every task container (``python3 -m appmaster.launcher``).
+
+1. reserves a port, binds GPUs, restores rw mounts;
+2. registers ``host:port`` with the AppMaster (KV ``a<N>/reg/<task>``) and waits — bounded — for
+   its environment (``a<N>/env/<task>``), published once the whole gang has registered;
+3. runs the user command in the container's process group (so YARN's signals reach it too),
+   copying its output to the container log, a local file and a tail buffer;
+4. samples GPUs and syncs rw mounts while it runs;
+5. on exit — also on SIGTERM from YARN — syncs rw mounts, uploads the log to the job record,
+   publishes its exit report (``a<N>/exit/<task>``) and exits with the command's exit code.
+
+The launcher runs with the node's Python (it needs skein); the user command runs with the
+job's environment (``environment.python`` / a localized ``environment.archive``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from appmaster.mounts import MountSyncer
+from appmaster.skein_link import SkeinLink, SkeinLinkError
+from client.errors import DLSubmitError
+from client.hdfs import Hdfs
+from client.record import task_log_path
+from client.spec import JobSpec, TaskId
+
+logger = logging.getLogger("appmaster.launcher")
+
+SPEC_FILE = "dlsubmit-spec.json"
+TAIL_LINES = 40
+ERROR_FILE = "dlsubmit-error.json"  # TORCHELASTIC_ERROR_FILE, in the working dir
+METRICS_INTERVAL_S = 5.0
+TERM_GRACE_S = 5.0
+ENV_ARCHIVE_DIR = "dlsubmit-env"
+
+
+def reserve_port() -> int:
+    """A free TCP port on this host (released again for the task to bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+class OutputPump(threading.Thread):
+    """Copies the command's output to our stdout and a log file; keeps the last lines."""
+
+    def __init__(self, stream: Any, log_path: Path) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.log_path = log_path
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+    def run(self) -> None:
+        with open(self.log_path, "ab") as log:
+            for raw in iter(self.stream.readline, b""):
+                sys.stdout.buffer.write(raw)
+                sys.stdout.flush()
+                log.write(raw)
+                log.flush()
+                self.tail.append(raw.decode("utf-8", "replace").rstrip("\n")[:500])
+
+
+class Launcher:
+    """One task's life; see the module docstring."""
+
+    def __init__(self, spec: JobSpec, link: SkeinLink, hdfs: Hdfs) -> None:
+        env = os.environ
+        self.spec = spec
+        self.link = link
+        self.hdfs = hdfs
+        self.app_id = env["SKEIN_APPLICATION_ID"]
+        self.user = env.get("DLSUBMIT_USER") or env.get("USER", "root")
+        self.attempt = int(env["DLSUBMIT_ATTEMPT"])
+        self.task = TaskId(env["DLSUBMIT_ROLE"], int(env["DLSUBMIT_INDEX"]))
+        self.key = f"a{self.attempt}"
+        self.host = env.get("NM_HOST") or socket.getfqdn()
+        self.container_id = env.get("CONTAINER_ID", "")
+        self.nm_http = f"{self.host}:{env.get('NM_HTTP_PORT', '8042')}"
+        self.log_path = Path("dlsubmit-task.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.terminated = threading.Event()
+        self.report: dict[str, Any] = {}
+        self.mounts = MountSyncer(spec, hdfs, Path.cwd())
+        self.lease: Any = None
+        self.sampler: Any = None
+
+    # ---- protocol ------------------------------------------------------------------------
+    def _put(self, kind: str, value: Any) -> None:
+        try:
+            self.link.put_json(f"{self.key}/{kind}/{self.task}", value)
+        except SkeinLinkError as exc:
+            logger.warning("could not publish %s: %s", kind, exc)
+
+    def _wait_env(self) -> dict[str, str] | None:
+        sched = self.spec.scheduling
+        deadline = time.monotonic() + sched.allocation_timeout_s + sched.registration_timeout_s + 60
+        key = f"{self.key}/env/{self.task}"
+        while time.monotonic() < deadline and not self.terminated.is_set():
+            env = self.link.get_json(key)
+            if env is not None:
+                return dict(env)
+            time.sleep(0.2)
+        return None
+
+    # ---- setup -----------------------------------------------------------------------------
+    def _bind_gpus(self) -> dict[str, str]:
+        count = int(os.environ.get("DLSUBMIT_GPUS", "0"))
+        if count == 0:
+            return {"CUDA_VISIBLE_DEVICES": ""}
+        from gpu_plugin import Sampler, bind, fetch_assignment, get_backend
+        from gpu_plugin.errors import GpuPluginError
+
+        try:
+            assignment = fetch_assignment(self.nm_http, self.container_id)
+        except GpuPluginError as exc:
+            logger.info("no NodeManager GPU assignment (%s); using node-local leases", exc)
+            assignment = None
+        backend = get_backend()
+        usable = [d.index for d in backend.devices() if d.reachable]
+        self.lease = bind(count, node_assignment=assignment, all_indices=usable,
+                          container_id=self.container_id, timeout_s=60)
+        self.sampler = Sampler(self.lease.indices, backend=backend, interval_s=METRICS_INTERVAL_S)
+        return dict(self.lease.environment())
+
+    def _command_env(self, task_env: dict[str, str], gpu_env: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        for name in ("PYTHONPATH",):  # ours, not the user's
+            if env.get(name, "").startswith("dlsubmit.zip"):
+                rest = env[name].split(":", 1)[1:] or [""]
+                env[name] = rest[0]
+                if not env[name]:
+                    del env[name]
+        env.update(task_env)
+        env.update(gpu_env)
+        env["TORCHELASTIC_ERROR_FILE"] = str(Path.cwd() / ERROR_FILE)
+        env["DLSUBMIT_RESUME"] = "1" if self.mounts.resumed else "0"
+        environment = self.spec.environment
+        if environment.archive:
+            bin_dir = Path.cwd() / ENV_ARCHIVE_DIR / "bin"
+            env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
+            env["VIRTUAL_ENV"] = str(bin_dir.parent)
+        elif environment.python and environment.python != "python3":
+            env["DLSUBMIT_PYTHON"] = environment.python
+        return env
+
+    # ---- run -------------------------------------------------------------------------------
+    def run(self) -> int:
+        started = time.time()
+        port = reserve_port()
+        setup_error: str | None = None
+        gpu_env: dict[str, str] = {}
+        try:
+            gpu_env = self._bind_gpus()
+            self.mounts.restore()
+        except (DLSubmitError, OSError, RuntimeError) as exc:
+            setup_error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # gpu_plugin errors and the like: still report, never hang
+            setup_error = f"{type(exc).__name__}: {exc}"
+        self._put("reg", {"host": self.host, "port": port, "container_id": self.container_id,
+                          "nm_http_address": self.nm_http, "pid": os.getpid(), "time": started,
+                          "gpus": gpu_env.get("CUDA_VISIBLE_DEVICES", "")})
+        if setup_error:
+            logger.error("setup failed: %s", setup_error)
+            return self._finish(1, None, started, setup_error=setup_error)
+        task_env = self._wait_env()
+        if task_env is None:
+            return self._finish(1, None, started, setup_error=None if self.terminated.is_set()
+                                else "the AppMaster never published this task's environment")
+        return self._run_command(task_env, gpu_env, started)
+
+    def _run_command(self, task_env: dict[str, str], gpu_env: dict[str, str], started: float) -> int:
+        role = self.spec.roles[self.task.role]
+        env = self._command_env(task_env, gpu_env)
+        logger.info("running %s (rank %s): %s", self.task, task_env.get("DLSUBMIT_RANK"), role.command)
+        self.proc = subprocess.Popen(
+            ["/bin/bash", "-c", role.command], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        self._put("started", {"time": time.time()})
+        pump = OutputPump(self.proc.stdout, self.log_path)
+        pump.start()
+        self.pump = pump
+        while self.proc.poll() is None:
+            self._periodic()
+            if self.terminated.wait(0.5):
+                self._stop_child()
+                break
+        code = self.proc.wait()
+        pump.join(timeout=5)
+        sig = -code if code < 0 else None
+        exit_code = 128 + sig if sig else code
+        return self._finish(exit_code, sig, started, tail=list(pump.tail))
+
+    def _periodic(self) -> None:
+        if self.sampler is not None and self.sampler.poll():
+            self._put("metrics", self.sampler.summary())
+        self.mounts.maybe_sync()
+
+    def _stop_child(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(TERM_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def _finish(self, exit_code: int, sig: int | None, started: float, *,
+                tail: list[str] | None = None, setup_error: str | None = None) -> int:
+        data_error = self.mounts.final_sync()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        report: dict[str, Any] = {
+            "exit_code": exit_code, "signal": sig, "log_tail": tail or [],
+            "started": started, "finished": time.time(),
+            "peak_rss_mib": int(usage.ru_maxrss / 1024), "setup_error": setup_error,
+            "data_access_error": data_error, "error_file": _read_error_file(),
+        }
+        if self.sampler is not None:
+            self.sampler.update()
+            summary = self.sampler.summary()
+            peaks = [d.get("mem_peak_mib") or 0 for d in summary.values()]
+            report["gpu_peak_memory_mib"] = max(peaks) if peaks else None
+            report["gpu_health_errors"] = self.sampler.faults()
+            self._put("metrics", summary)
+        self._put("exit", report)
+        self._upload_log()
+        if self.lease is not None:
+            self.lease.release()
+        logger.info("%s exited with %s", self.task, exit_code)
+        return exit_code
+
+    def _upload_log(self) -> None:
+        if not self.log_path.exists():
+            return
+        try:
+            self.hdfs.write_bytes(
+                task_log_path(self.user, self.app_id, self.attempt, str(self.task)),
+                self.log_path.read_bytes(),
+            )
+        except DLSubmitError as exc:
+            logger.warning("could not upload the task log: %s", exc)
+
+
+def _read_error_file() -> dict[str, Any] | None:
+    path = Path(ERROR_FILE)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text()[:100_000])
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s dlsubmit-launcher %(levelname)s: %(message)s")
+    raw = json.loads(Path(SPEC_FILE).read_text())
+    spec = JobSpec.from_dict(raw["spec"])
+    user = os.environ.get("DLSUBMIT_USER") or os.environ.get("USER", "root")
+    launcher = Launcher(spec, SkeinLink(), Hdfs(user=user))
+
+    def on_term(signum: int, _frame: Any) -> None:
+        # YARN (or the AppMaster) is stopping this container; the child got the same signal
+        # (same process group). Finish quickly: SIGKILL follows shortly.
+        launcher.terminated.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    return launcher.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

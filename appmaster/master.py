@@ -1,0 +1,187 @@
+"""The AppMaster process: the one loop that polls Skein and carries out the controller's actions.
+
+Runs as Skein's master script (``python3 -m appmaster``). Each poll reads every container's
+state and the task protocol keys (``a<N>/reg|started|exit|metrics/<task>``) from Skein's
+key-value store, feeds them to :class:`~appmaster.controller.Controller`, executes the actions
+it returns, and rewrites the job record in HDFS when something changed. This is the only place
+in the AppMaster that sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from appmaster.controller import (
+    Action,
+    Controller,
+    KillContainer,
+    PublishEnv,
+    RequestContainer,
+    Shutdown,
+)
+from appmaster.skein_link import SkeinLink, SkeinLinkError
+from appmaster.webui import StatusServer
+from client.errors import DLSubmitError
+from client.hdfs import Hdfs
+from client.record import status_path
+from client.spec import JobSpec
+
+logger = logging.getLogger("appmaster")
+
+POLL_INTERVAL_S = 0.5
+RECORD_MIN_INTERVAL_S = 1.0
+SPEC_FILE = "dlsubmit-spec.json"
+
+
+def am_attempt_number() -> int:
+    """YARN's application attempt of this AppMaster, from its container id."""
+    parts = os.environ.get("CONTAINER_ID", "").split("_")
+    # container_e<epoch>_<ts>_<app>_<attempt>_<container> or container_<ts>_<app>_<attempt>_<c>
+    try:
+        return int(parts[-2])
+    except (IndexError, ValueError):
+        return 1
+
+
+class Master:
+    """Owns the controller, the Skein link, the HDFS record and the status page."""
+
+    def __init__(self, spec: JobSpec, app_id: str, user: str, link: SkeinLink, hdfs: Hdfs):
+        self.spec = spec
+        self.app_id = app_id
+        self.user = user
+        self.link = link
+        self.hdfs = hdfs
+        self.record_path = status_path(user, app_id)
+        am_attempt = am_attempt_number()
+        record = self._read_record() if am_attempt > 1 else None
+        self.controller = Controller(spec, app_id, user=user, am_attempt=am_attempt, record=record)
+        self.terminate = threading.Event()
+        self._last_record = 0.0
+        self._seen_keys: set[str] = set()
+        self.server = StatusServer(self.snapshot)
+
+    def _read_record(self) -> dict[str, Any] | None:
+        try:
+            record = self.hdfs.read_json(self.record_path)
+        except DLSubmitError as exc:
+            logger.warning("could not read the job record %s: %s", self.record_path, exc)
+            return None
+        return record if isinstance(record, dict) else None
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.controller.snapshot(time.time())
+
+    def write_record(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and (not self.controller.dirty or now - self._last_record < RECORD_MIN_INTERVAL_S):
+            return
+        self.controller.dirty = False
+        self._last_record = now
+        try:
+            self.hdfs.write_json(self.record_path, self.controller.snapshot(now))
+        except DLSubmitError as exc:
+            logger.warning("could not write the job record: %s", exc)
+            self.controller.dirty = True
+        try:
+            self.link.set_progress(self.controller.progress())
+        except SkeinLinkError as exc:
+            logger.debug("set_progress: %s", exc)
+
+    def execute(self, actions: list[Action]) -> Shutdown | None:
+        """Carry out the controller's actions; returns the shutdown, if one was asked for."""
+        done: Shutdown | None = None
+        for action in actions:
+            if isinstance(action, RequestContainer):
+                cid = self.link.add_container(action.service, action.env)
+                self.controller.bind_container(action.task, cid)
+            elif isinstance(action, PublishEnv):
+                self.link.put_json(action.key, action.env)
+            elif isinstance(action, KillContainer):
+                self.link.kill_container(action.container_id)
+            elif isinstance(action, Shutdown):
+                done = action
+        return done
+
+    def poll(self) -> list[Action]:
+        now = time.time()
+        ctl = self.controller
+        actions: list[Action] = []
+        for c in self.link.containers(services=list(self.spec.roles)):
+            actions += ctl.on_container(
+                c.id, c.state, yarn_container_id=c.yarn_container_id,
+                node_http_address=c.node_http_address, exit_message=c.exit_message,
+                finish_time=c.finish_time_s, now=now,
+            )
+        prefix = f"a{ctl.attempt}/"
+        for key, value in sorted(self.link.get_prefix_json(prefix).items()):
+            kind, _, task = key[len(prefix):].partition("/")
+            if kind == "metrics":
+                ctl.on_metrics(task, value)
+                continue
+            if key in self._seen_keys:
+                continue
+            self._seen_keys.add(key)
+            if kind == "reg":
+                actions += ctl.on_registration(task, value, now)
+            elif kind == "started":
+                ctl.on_started(task, float(value.get("time", now)))
+            elif kind == "exit":
+                actions += ctl.on_exit_report(task, value, now)
+        actions += ctl.tick(now)
+        return actions
+
+    def run(self) -> int:
+        page = self.server.start()
+        try:
+            self.link.add_page("dlsubmit", page, link_name="dlsubmit job")
+        except SkeinLinkError as exc:
+            logger.warning("could not register the status page: %s", exc)
+        shutdown = self.execute(self.controller.start(time.time()))
+        while shutdown is None:
+            if self.terminate.is_set():
+                shutdown = self.execute(self.controller.on_terminate(time.time()))
+                break
+            try:
+                shutdown = self.execute(self.poll())
+            except SkeinLinkError as exc:
+                logger.warning("Skein: %s", exc)
+            self.write_record()
+            if shutdown is None:
+                self.terminate.wait(POLL_INTERVAL_S)
+        self.write_record(force=True)
+        logger.info("shutting down: %s %s", shutdown.status, shutdown.diagnostics)
+        try:
+            self.link.shutdown(shutdown.status, shutdown.diagnostics)
+        except SkeinLinkError as exc:
+            logger.warning("shutdown: %s", exc)
+        self.server.stop()
+        return 0
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app_id = os.environ["SKEIN_APPLICATION_ID"]
+    user = os.environ.get("DLSUBMIT_USER") or os.environ.get("USER", "root")
+    raw = json.loads(Path(SPEC_FILE).read_text())
+    spec = JobSpec.from_dict(raw["spec"])
+    master = Master(spec, app_id, user, SkeinLink(), Hdfs(user=user))
+
+    def on_term(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: the application is being stopped", signum)
+        master.terminate.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    return master.run()

@@ -1,0 +1,101 @@
+"""Build the Skein application spec for a job: one pure function, tested without a cluster.
+
+The master script is the Python AppMaster; each role is a Skein service with
+``instances: 0`` (the AppMaster adds containers itself), ``max_restarts: 0`` and
+``allow_failures: true`` (Skein's own restarts would hide the failure cause from us).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from client.hdfs import hdfs_path
+from client.spec import JobSpec, MountMode
+from client.staging import Staged, StagedFile
+
+__all__ = ["build_app_spec"]
+
+APP_TYPE_TAG = "dlsubmit"
+PACKAGE_NAME = "dlsubmit.zip"
+SPEC_NAME = "dlsubmit-spec.json"
+ENV_ARCHIVE_NAME = "dlsubmit-env"
+# YARN restarts a lost AppMaster once; the second one resumes from the HDFS record.
+AM_MAX_ATTEMPTS = 2
+
+
+def _script(module: str, node_python: str) -> str:
+    return (
+        f'export PYTHONPATH="{PACKAGE_NAME}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+        f"exec {node_python} -m {module}\n"
+    )
+
+
+def _mount_file(source: str) -> StagedFile:
+    kind = "archive" if source.endswith((".zip", ".tar.gz", ".tgz", ".tar")) else "file"
+    uri = source if source.startswith("hdfs://") else f"hdfs://{hdfs_path(source)}"
+    # PUBLIC: the NodeManager caches it for every job on the node (HDFS permissions allowing).
+    return StagedFile(uri, kind, "public")
+
+
+def build_app_spec(
+    spec: JobSpec,
+    staged: Staged,
+    *,
+    user: str,
+    cluster_env: dict[str, str],
+    node_python: str = "python3",
+) -> dict[str, Any]:
+    """The Skein ``ApplicationSpec`` (as a dict) that runs ``spec``.
+
+    Args:
+        spec: the validated job.
+        staged: what :func:`client.staging.stage` uploaded.
+        user: the submitting user (the job record lives under their HDFS home).
+        cluster_env: ``DLSUBMIT_RM_URL``/``DLSUBMIT_WEBHDFS_URL``... for AppMaster and tasks.
+        node_python: the interpreter on the nodes that runs the AppMaster and the launchers.
+    """
+    common_files = {PACKAGE_NAME: staged.package.to_dict(), SPEC_NAME: staged.spec.to_dict()}
+    common_env = {"DLSUBMIT_USER": user, **cluster_env}
+    services: dict[str, Any] = {}
+    for name, role in spec.roles.items():
+        files = dict(common_files)
+        files.update({dest: f.to_dict() for dest, f in staged.files.items()})
+        for mount in spec.mounts:
+            if mount.mode is MountMode.RO:
+                files[mount.path] = _mount_file(mount.source).to_dict()
+        if staged.archive is not None:
+            files[ENV_ARCHIVE_NAME] = staged.archive.to_dict()
+        env = dict(common_env)
+        if spec.environment.image:
+            env.update(
+                YARN_CONTAINER_RUNTIME_TYPE="docker",
+                YARN_CONTAINER_RUNTIME_DOCKER_IMAGE=spec.environment.image,
+            )
+        services[name] = {
+            "resources": {
+                "memory": role.resources.memory_mib,
+                "vcores": role.resources.vcores,
+                "gpus": role.resources.gpus,
+            },
+            "instances": 0,
+            "max_restarts": 0,
+            "allow_failures": True,
+            "node_label": spec.node_label_for(name),
+            "files": files,
+            "env": env,
+            "script": _script("appmaster.launcher", node_python),
+        }
+    am = spec.appmaster.resources
+    return {
+        "name": spec.name,
+        "queue": spec.queue,
+        "tags": sorted({APP_TYPE_TAG, *spec.tags}),
+        "max_attempts": AM_MAX_ATTEMPTS,
+        "master": {
+            "resources": {"memory": am.memory_mib, "vcores": am.vcores},
+            "files": common_files,
+            "env": common_env,
+            "script": _script("appmaster", node_python),
+        },
+        "services": services,
+    }
