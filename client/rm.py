@@ -388,15 +388,20 @@ class ResourceManager:
         tags: Iterable[str] | None = None,
         queue: str | None = None,
         limit: int | None = None,
+        *,
+        all_tags: bool = False,
     ) -> list[AppInfo]:
         """Applications, filtered by the RM.
 
         Args:
             states: YARN states to include (any of them), e.g. ``["RUNNING", "ACCEPTED"]``.
             user: only this user's.
-            tags: only applications with any of these tags.
+            tags: only applications with any of these tags (the RM's rule), or with all of
+                them when ``all_tags``.
             queue: only this queue's (short name or path).
-            limit: at most this many.
+            limit: at most this many (applied by the RM, before ``all_tags`` filters).
+            all_tags: keep only applications that carry every tag in ``tags`` (e.g.
+                ``["dlsubmit", "team-vision"]``; the RM itself only matches any one).
 
         Raises:
             DLSubmitError: the RM refused a filter (its message says which, e.g. a bad state).
@@ -412,8 +417,12 @@ class ResourceManager:
             params["queue"] = queue
         if limit is not None:
             params["limit"] = str(limit)
-        apps = _obj(self._get("/ws/v1/cluster/apps", params), "apps")
-        return [_app(raw) for raw in _items(apps.get("app"))]
+        listed = _obj(self._get("/ws/v1/cluster/apps", params), "apps")
+        apps = [_app(raw) for raw in _items(listed.get("app"))]
+        if all_tags and tags:
+            wanted = {tag.lower() for tag in tags}
+            apps = [app for app in apps if wanted <= set(app.tags)]
+        return apps
 
     def app_attempts(self, app_id: str) -> list[AppAttemptInfo]:
         """The AppMaster attempts of an application, oldest first.
