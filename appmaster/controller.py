@@ -170,6 +170,7 @@ class Controller:
         self._retry_at: float | None = None
         self._failures: list[Failure] = []
         self._shutdown: Shutdown | None = None
+        self._resume_note: str | None = None
         if record:
             self._resume(record)
 
@@ -181,6 +182,9 @@ class Controller:
             self.started = now
         if self._shutdown:
             return [self._shutdown]
+        if self._resume_note:
+            self._event(now, self._resume_note)
+            self._resume_note = None
         return self._start_attempt(now)
 
     def bind_container(self, task: str, container_id: str) -> None:
@@ -403,8 +407,12 @@ class Controller:
                         str(r.task), r.host, sched.registration_timeout_s, now=now
                     )
                     r.failure, r.state = failure, "FAILED"
+                    r.stopped_by_am, r.finished = True, now
                     self._failures.append(failure)
-                    return self._end_attempt(now)
+                    # Marked FAILED (done) above, so _stop_remaining skips it: stop its
+                    # container here, or it lingers into the next attempt holding resources.
+                    kill: list[Action] = [KillContainer(r.container_id)] if r.container_id else []
+                    return kill + self._end_attempt(now)
         return []
 
     def _task_ended(self, rec: TaskRecord, now: float) -> list[Action]:
@@ -479,6 +487,11 @@ class Controller:
         return actions
 
     def _end_attempt(self, now: float) -> list[Action]:
+        # A launcher that reported a non-zero exit in the settle window (YARN's view still
+        # pending) failed on its own: classify it now, not as collateral of the stop below.
+        for rec in self.tasks.values():
+            if rec.report is not None and rec.failure is None and not rec.done:
+                self._fail_task(rec, now)
         actions = self._stop_remaining(now)
         failure = cls.root_cause(self._failures) or Failure(
             Category.UNKNOWN, True, evidence=("the attempt failed without a recorded cause",)
@@ -618,14 +631,17 @@ class Controller:
                 counted=False,
             )
             self.budget = RetryBudget(self.budget.attempts_counted, self.budget.infra_retries_used + 1)
+            # The record's last update is the last moment the lost attempt was known alive.
             self.attempts[-1].update(
-                state="FAILED", finished=self.attempts[-1].get("started"),
+                state="FAILED", finished=record.get("updated") or self.attempts[-1].get("started"),
                 failure=lost.to_dict(), failures=[lost.to_dict()],
                 decision="AppMaster lost: retried, not counted", counted=False,
             )
             self.root_cause = lost
-        self.events.append({"time": self.started or 0, "message":
-                            f"AppMaster attempt {self.am_attempt} resumed the job after attempt {self.attempt}"})
+        # Logged by start(), with the time the resume actually happens.
+        self._resume_note = (
+            f"AppMaster attempt {self.am_attempt} resumed the job after attempt {self.attempt}"
+        )
 
 
 def _as_peer_aborted(failure: Failure) -> Failure:
