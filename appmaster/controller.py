@@ -15,6 +15,7 @@ decides.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -293,9 +294,12 @@ class Controller:
         actions: list[Action] = []
         for rec in self.tasks.values():
             # A report without YARN's view: classify once YARN had its chance.
-            if rec.report is not None and rec.failure is None and rec.state not in (
-                "SUCCEEDED", "FAILED", "STOPPED"
-            ) and now - (rec.report_time or now) >= YARN_VIEW_WAIT_S:
+            if (
+                rec.report is not None
+                and rec.failure is None
+                and rec.state not in ("SUCCEEDED", "FAILED", "STOPPED")
+                and now - (rec.report_time or now) >= YARN_VIEW_WAIT_S
+            ):
                 actions += self._fail_task(rec, now)
         if self.state is JobState.RETRYING:
             if self._retry_at is not None and now >= self._retry_at:
@@ -333,11 +337,21 @@ class Controller:
             for rank, t in enumerate(self.spec.tasks())
         }
         self.attempts.append(
-            {"attempt": self.attempt, "state": "QUEUED", "started": now, "finished": None,
-             "failure": None, "failures": [], "decision": "", "counted": None,
-             "am_attempt": self.am_attempt}
+            {
+                "attempt": self.attempt,
+                "state": "QUEUED",
+                "started": now,
+                "finished": None,
+                "failure": None,
+                "failures": [],
+                "decision": "",
+                "counted": None,
+                "am_attempt": self.am_attempt,
+            }
         )
-        self._event(now, f"attempt {self._label()} started: requesting {len(self.tasks)} containers")
+        self._event(
+            now, f"attempt {self._label()} started: requesting {len(self.tasks)} containers"
+        )
         actions: list[Action] = []
         for name, rec in self.tasks.items():
             rec.state, rec.requested = "REQUESTED", now
@@ -362,7 +376,9 @@ class Controller:
         rec.refusals += 1
         rec.state, rec.container_id, rec.host, rec.nm_http_address = "REQUESTED", None, None, None
         rec.yarn_container_id = None
-        actions: list[Action] = [RequestContainer(str(rec.task), rec.task.role, self._launcher_env(rec))]
+        actions: list[Action] = [
+            RequestContainer(str(rec.task), rec.task.role, self._launcher_env(rec))
+        ]
         if old:
             actions.insert(0, KillContainer(old))
         return actions
@@ -373,7 +389,8 @@ class Controller:
         if not all(rec.registered is not None for rec in self.tasks.values()):
             return []
         endpoints = {
-            name: Endpoint(rec.host or "localhost", rec.port or 0) for name, rec in self.tasks.items()
+            name: Endpoint(rec.host or "localhost", rec.port or 0)
+            for name, rec in self.tasks.items()
         }
         actions: list[Action] = []
         for name, rec in self.tasks.items():
@@ -384,7 +401,11 @@ class Controller:
         self._move(JobState.RUNNING)
         self.attempts[-1]["state"] = "RUNNING"
         waited = now - self._attempt_started
-        self._event(now, f"attempt {self._label()} running: all {len(self.tasks)} tasks registered after {waited:.1f}s")
+        self._event(
+            now,
+            f"attempt {self._label()} running: all {len(self.tasks)} tasks registered "
+            f"after {waited:.1f}s",
+        )
         return actions
 
     def _check_timeouts(self, now: float) -> list[Action]:
@@ -396,13 +417,20 @@ class Controller:
                 for r in missing:
                     counts[r.task.role] = counts.get(r.task.role, 0) + 1
                 placed = len(self.tasks) - len(missing)
-                offered = f"{placed} of {len(self.tasks)} containers in {sched.allocation_timeout_s:.0f}s"
-                failure = cls.allocation_timeout(counts, offered, sched.allocation_timeout_s, now=now)
+                offered = (
+                    f"{placed} of {len(self.tasks)} containers in {sched.allocation_timeout_s:.0f}s"
+                )
+                failure = cls.allocation_timeout(
+                    counts, offered, sched.allocation_timeout_s, now=now
+                )
                 self._failures.append(failure)
                 return self._end_attempt(now)
             for r in self.tasks.values():
-                if (r.state == "ALLOCATED" and r.allocated is not None
-                        and now - r.allocated >= sched.registration_timeout_s):
+                if (
+                    r.state == "ALLOCATED"
+                    and r.allocated is not None
+                    and now - r.allocated >= sched.registration_timeout_s
+                ):
                     failure = cls.rendezvous_timeout(
                         str(r.task), r.host, sched.registration_timeout_s, now=now
                     )
@@ -441,6 +469,8 @@ class Controller:
         )
         if rec.stopped_by_am and failure.category is not Category.PEER_ABORTED:
             failure = _as_peer_aborted(failure)
+        if "APP_ID" in failure.hint:
+            failure = dataclasses.replace(failure, hint=failure.hint.replace("APP_ID", self.app_id))
         rec.failure = failure
         rec.state = "STOPPED" if failure.category is Category.PEER_ABORTED else "FAILED"
         self.dirty = True
@@ -480,7 +510,9 @@ class Controller:
             else:
                 rec.state = "STOPPED"
                 rec.failure = _as_peer_aborted(
-                    Failure(Category.PEER_ABORTED, False, task=str(rec.task), host=rec.host, time=now)
+                    Failure(
+                        Category.PEER_ABORTED, False, task=str(rec.task), host=rec.host, time=now
+                    )
                 )
             rec.finished = rec.finished or now
         self.dirty = True
@@ -521,8 +553,11 @@ class Controller:
         self.root_cause = failure
         entry = self.attempts[-1]
         entry.update(
-            state="FAILED", finished=now, failure=failure.to_dict(),
-            failures=[f.to_dict() for f in self._failures], decision=decision.reason,
+            state="FAILED",
+            finished=now,
+            failure=failure.to_dict(),
+            failures=[f.to_dict() for f in self._failures],
+            decision=decision.reason,
             counted=decision.counted,
         )
         self._event(now, f"attempt {self._label()} failed: {failure.one_line()}")
@@ -531,7 +566,9 @@ class Controller:
         actions = self._stop_remaining(now)
         if self.attempts and self.attempts[-1]["finished"] is None:
             self.attempts[-1].update(
-                state=str(state), finished=now, failure=failure.to_dict(),
+                state=str(state),
+                finished=now,
+                failure=failure.to_dict(),
                 failures=[failure.to_dict()],
             )
         self.root_cause = failure
@@ -618,6 +655,8 @@ class Controller:
             # The job had ended; this AppMaster only repeats the outcome to YARN.
             self.state = state
             self.diagnostics = record.get("diagnostics", "")
+            root = record.get("root_cause")
+            self.root_cause = Failure.from_dict(root) if root else None
             status = "SUCCEEDED" if state is JobState.SUCCEEDED else str(state)
             self._shutdown = Shutdown(status if status != "KILLED" else "KILLED", self.diagnostics)
             return
@@ -625,17 +664,24 @@ class Controller:
             lost = Failure(
                 Category.NODE_FAILURE,
                 True,
-                evidence=(f"the AppMaster (YARN attempt {self.am_attempt - 1}) was lost while "
-                          f"attempt {self.attempt} ran; its containers went with it",),
+                evidence=(
+                    f"the AppMaster (YARN attempt {self.am_attempt - 1}) was lost while "
+                    f"attempt {self.attempt} ran; its containers went with it",
+                ),
                 hint="nothing to change: a new AppMaster resumed the job from its HDFS record",
                 counted=False,
             )
-            self.budget = RetryBudget(self.budget.attempts_counted, self.budget.infra_retries_used + 1)
+            self.budget = RetryBudget(
+                self.budget.attempts_counted, self.budget.infra_retries_used + 1
+            )
             # The record's last update is the last moment the lost attempt was known alive.
             self.attempts[-1].update(
-                state="FAILED", finished=record.get("updated") or self.attempts[-1].get("started"),
-                failure=lost.to_dict(), failures=[lost.to_dict()],
-                decision="AppMaster lost: retried, not counted", counted=False,
+                state="FAILED",
+                finished=record.get("updated") or self.attempts[-1].get("started"),
+                failure=lost.to_dict(),
+                failures=[lost.to_dict()],
+                decision="AppMaster lost: retried, not counted",
+                counted=False,
             )
             self.root_cause = lost
         # Logged by start(), with the time the resume actually happens.

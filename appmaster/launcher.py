@@ -55,7 +55,7 @@ def reserve_port() -> int:
 
 
 class OutputPump(threading.Thread):
-    """Copies the command's output to our stdout and a log file; keeps the last lines."""
+    """Copies the command's output to the task's log file; keeps the last lines."""
 
     def __init__(self, stream: Any, log_path: Path) -> None:
         super().__init__(daemon=True)
@@ -66,8 +66,6 @@ class OutputPump(threading.Thread):
     def run(self) -> None:
         with open(self.log_path, "ab") as log:
             for raw in iter(self.stream.readline, b""):
-                sys.stdout.buffer.write(raw)
-                sys.stdout.flush()
                 log.write(raw)
                 log.flush()
                 self.tail.append(raw.decode("utf-8", "replace").rstrip("\n")[:500])
@@ -89,7 +87,10 @@ class Launcher:
         self.host = env.get("NM_HOST") or socket.getfqdn()
         self.container_id = env.get("CONTAINER_ID", "")
         self.nm_http = f"{self.host}:{env.get('NM_HTTP_PORT', '8042')}"
-        self.log_path = Path("dlsubmit-task.log")
+        # The command's output goes to the container's own `stdout` log file: the NodeManager
+        # serves it live, log aggregation keeps it, and the launcher uploads it to the record.
+        log_dirs = env.get("LOG_DIRS", "")
+        self.log_path = Path(log_dirs.split(",")[0]) / "stdout" if log_dirs else Path("stdout.log")
         self.proc: subprocess.Popen[bytes] | None = None
         self.terminated = threading.Event()
         self.report: dict[str, Any] = {}
@@ -130,8 +131,13 @@ class Launcher:
             assignment = None
         backend = get_backend()
         usable = [d.index for d in backend.devices() if d.reachable]
-        self.lease = bind(count, node_assignment=assignment, all_indices=usable,
-                          container_id=self.container_id, timeout_s=60)
+        self.lease = bind(
+            count,
+            node_assignment=assignment,
+            all_indices=usable,
+            container_id=self.container_id,
+            timeout_s=60,
+        )
         self.sampler = Sampler(self.lease.indices, backend=backend, interval_s=METRICS_INTERVAL_S)
         return dict(self.lease.environment())
 
@@ -169,25 +175,47 @@ class Launcher:
             setup_error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # gpu_plugin errors and the like: still report, never hang
             setup_error = f"{type(exc).__name__}: {exc}"
-        self._put("reg", {"host": self.host, "port": port, "container_id": self.container_id,
-                          "nm_http_address": self.nm_http, "pid": os.getpid(), "time": started,
-                          "gpus": gpu_env.get("CUDA_VISIBLE_DEVICES", "")})
+        self._put(
+            "reg",
+            {
+                "host": self.host,
+                "port": port,
+                "container_id": self.container_id,
+                "nm_http_address": self.nm_http,
+                "pid": os.getpid(),
+                "time": started,
+                "gpus": gpu_env.get("CUDA_VISIBLE_DEVICES", ""),
+            },
+        )
         if setup_error:
             logger.error("setup failed: %s", setup_error)
             return self._finish(1, None, started, setup_error=setup_error)
         task_env = self._wait_env()
         if task_env is None:
-            return self._finish(1, None, started, setup_error=None if self.terminated.is_set()
-                                else "the AppMaster never published this task's environment")
+            return self._finish(
+                1,
+                None,
+                started,
+                setup_error=None
+                if self.terminated.is_set()
+                else "the AppMaster never published this task's environment",
+            )
         return self._run_command(task_env, gpu_env, started)
 
-    def _run_command(self, task_env: dict[str, str], gpu_env: dict[str, str], started: float) -> int:
+    def _run_command(
+        self, task_env: dict[str, str], gpu_env: dict[str, str], started: float
+    ) -> int:
         role = self.spec.roles[self.task.role]
         env = self._command_env(task_env, gpu_env)
-        logger.info("running %s (rank %s): %s", self.task, task_env.get("DLSUBMIT_RANK"), role.command)
+        logger.info(
+            "running %s (rank %s): %s", self.task, task_env.get("DLSUBMIT_RANK"), role.command
+        )
         self.proc = subprocess.Popen(
-            ["/bin/bash", "-c", role.command], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            ["/bin/bash", "-c", role.command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         self._put("started", {"time": time.time()})
         pump = OutputPump(self.proc.stdout, self.log_path)
@@ -218,15 +246,27 @@ class Launcher:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
-    def _finish(self, exit_code: int, sig: int | None, started: float, *,
-                tail: list[str] | None = None, setup_error: str | None = None) -> int:
+    def _finish(
+        self,
+        exit_code: int,
+        sig: int | None,
+        started: float,
+        *,
+        tail: list[str] | None = None,
+        setup_error: str | None = None,
+    ) -> int:
         data_error = self.mounts.final_sync()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         report: dict[str, Any] = {
-            "exit_code": exit_code, "signal": sig, "log_tail": tail or [],
-            "started": started, "finished": time.time(),
-            "peak_rss_mib": int(usage.ru_maxrss / 1024), "setup_error": setup_error,
-            "data_access_error": data_error, "error_file": _read_error_file(),
+            "exit_code": exit_code,
+            "signal": sig,
+            "log_tail": tail or [],
+            "started": started,
+            "finished": time.time(),
+            "peak_rss_mib": int(usage.ru_maxrss / 1024),
+            "setup_error": setup_error,
+            "data_access_error": data_error,
+            "error_file": _read_error_file(),
         }
         if self.sampler is not None:
             self.sampler.update()
@@ -266,8 +306,11 @@ def _read_error_file() -> dict[str, Any] | None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s dlsubmit-launcher %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s dlsubmit-launcher %(levelname)s: %(message)s",
+    )
     raw = json.loads(Path(SPEC_FILE).read_text())
     spec = JobSpec.from_dict(raw["spec"])
     user = os.environ.get("DLSUBMIT_USER") or os.environ.get("USER", "root")

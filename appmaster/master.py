@@ -82,7 +82,9 @@ class Master:
 
     def write_record(self, force: bool = False) -> None:
         now = time.time()
-        if not force and (not self.controller.dirty or now - self._last_record < RECORD_MIN_INTERVAL_S):
+        if not force and (
+            not self.controller.dirty or now - self._last_record < RECORD_MIN_INTERVAL_S
+        ):
             return
         self.controller.dirty = False
         self._last_record = now
@@ -115,15 +117,13 @@ class Master:
         now = time.time()
         ctl = self.controller
         actions: list[Action] = []
-        for c in self.link.containers(services=list(self.spec.roles)):
-            actions += ctl.on_container(
-                c.id, c.state, yarn_container_id=c.yarn_container_id,
-                node_http_address=c.node_http_address, exit_message=c.exit_message,
-                finish_time=c.finish_time_s, now=now,
-            )
+        # Read containers first and the launchers' reports second, then feed the reports
+        # first: a report written before its container ended is then always seen together
+        # with (or before) YARN's view, so its log tail takes part in the classification.
+        containers = self.link.containers(services=list(self.spec.roles))
         prefix = f"a{ctl.attempt}/"
         for key, value in sorted(self.link.get_prefix_json(prefix).items()):
-            kind, _, task = key[len(prefix):].partition("/")
+            kind, _, task = key[len(prefix) :].partition("/")
             if kind == "metrics":
                 ctl.on_metrics(task, value)
                 continue
@@ -136,10 +136,29 @@ class Master:
                 ctl.on_started(task, float(value.get("time", now)))
             elif kind == "exit":
                 actions += ctl.on_exit_report(task, value, now)
+        for c in containers:
+            actions += ctl.on_container(
+                c.id,
+                c.state,
+                yarn_container_id=c.yarn_container_id,
+                node_http_address=c.node_http_address,
+                exit_message=c.exit_message,
+                finish_time=c.finish_time_s,
+                now=now,
+            )
         actions += ctl.tick(now)
         return actions
 
     def run(self) -> int:
+        if self.controller.state.is_terminal():
+            # A second AppMaster of a job that had already ended (Skein leaves a FAILED or
+            # KILLED app registered while YARN attempts remain): repeat the outcome, keep the
+            # record as the first AppMaster left it.
+            done = self.controller.start(time.time())[0]
+            assert isinstance(done, Shutdown)
+            logger.info("the job had already ended: %s", done.diagnostics)
+            self.link.shutdown(done.status, done.diagnostics)
+            return 0
         page = self.server.start()
         try:
             self.link.add_page("dlsubmit", page, link_name="dlsubmit job")
@@ -158,6 +177,7 @@ class Master:
             if shutdown is None:
                 self.terminate.wait(POLL_INTERVAL_S)
         self.write_record(force=True)
+        assert shutdown is not None
         logger.info("shutting down: %s %s", shutdown.status, shutdown.diagnostics)
         try:
             self.link.shutdown(shutdown.status, shutdown.diagnostics)
@@ -169,7 +189,8 @@ class Master:
 
 def main() -> int:
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout,
+        level=logging.INFO,
+        stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     app_id = os.environ["SKEIN_APPLICATION_ID"]

@@ -88,7 +88,9 @@ class SkeinLink:
     def containers(self, services: list[str] | None = None) -> list[ContainerInfo]:
         """Every container of ``services`` (all services if None), in every state."""
         states = ["WAITING", "REQUESTED", "RUNNING", "SUCCEEDED", "FAILED", "KILLED"]
-        found = self._do("get_containers", self._app.get_containers, services=services, states=states)
+        found = self._do(
+            "get_containers", self._app.get_containers, services=services, states=states
+        )
         return [
             ContainerInfo(
                 id=str(c.id),

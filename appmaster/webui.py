@@ -36,20 +36,25 @@ def render_html(record: dict[str, Any]) -> str:
         gpu = t.get("gpu") or {}
         gpu_text = ", ".join(
             f"gpu{d}: {m.get('util_pct', '?')}% {m.get('mem_used_mib', '?')} MiB"
-            for d, m in gpu.items() if isinstance(m, dict)
+            for d, m in gpu.items()
+            if isinstance(m, dict)
         )
         log = ""
         if t.get("nm_http_address") and t.get("container_id"):
-            log = (f'<a href="http://{e(t["nm_http_address"])}/node/containerlogs/'
-                   f'{e(t["container_id"])}/{e(record.get("user", ""))}">logs</a>')
+            log = (
+                f'<a href="http://{e(t["nm_http_address"])}/node/containerlogs/'
+                f'{e(t["container_id"])}/{e(record.get("user", ""))}">logs</a>'
+            )
         rows.append(
-            f'<tr><td>{e(name)}</td><td>{e(t.get("rank"))}</td><td>{e(t.get("host"))}</td>'
+            f"<tr><td>{e(name)}</td><td>{e(t.get('rank'))}</td><td>{e(t.get('host'))}</td>"
             f'<td class="{e(t.get("state"))}">{e(t.get("state"))}</td>'
-            f'<td>{e(t.get("exit_code"))}</td><td>{e(gpu_text)}</td><td>{log}</td></tr>'
+            f"<td>{e(t.get('exit_code'))}</td><td>{e(gpu_text)}</td><td>{log}</td></tr>"
         )
     attempts = "".join(
-        f'<tr><td>{e(a.get("attempt"))}</td><td class="{e(a.get("state"))}">{e(a.get("state"))}</td>'
-        f'<td>{e((a.get("failure") or {}).get("category"))}</td><td>{e(a.get("decision"))}</td></tr>'
+        f'<tr><td>{e(a.get("attempt"))}</td>'
+        f'<td class="{e(a.get("state"))}">{e(a.get("state"))}</td>'
+        f"<td>{e((a.get('failure') or {}).get('category'))}</td>"
+        f"<td>{e(a.get('decision'))}</td></tr>"
         for a in record.get("attempts", [])
     )
     root = record.get("root_cause") or {}
@@ -57,15 +62,21 @@ def render_html(record: dict[str, Any]) -> str:
         f"<li>{time.strftime('%H:%M:%S', time.localtime(ev['time']))} {e(ev['message'])}</li>"
         for ev in record.get("events", [])[-30:]
     )
+    root_html = (
+        f"<p><b>Root cause:</b> {e(root.get('category'))} {e(root.get('task'))} "
+        f"- {e(root.get('hint'))}</p>"
+        if root
+        else ""
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>{e(record.get('name'))} - dlsubmit</title><meta http-equiv="refresh" content="5">
+<title>{e(record.get("name"))} - dlsubmit</title><meta http-equiv="refresh" content="5">
 <style>{_STYLE}</style></head><body>
-<h2>{e(record.get('name'))} <small>{e(record.get('app_id'))}</small></h2>
-<p>State <b class="{e(record.get('state'))}">{e(record.get('state'))}</b>,
-attempt {e(record.get('attempt'))}/{e(record.get('max_attempts'))}</p>
-{f"<p><b>Root cause:</b> {e(root.get('category'))} {e(root.get('task'))} - {e(root.get('hint'))}</p>" if root else ""}
+<h2>{e(record.get("name"))} <small>{e(record.get("app_id"))}</small></h2>
+<p>State <b class="{e(record.get("state"))}">{e(record.get("state"))}</b>,
+attempt {e(record.get("attempt"))}/{e(record.get("max_attempts"))}</p>
+{root_html}
 <h3>Tasks</h3><table><tr><th>task</th><th>rank</th><th>host</th><th>state</th><th>exit</th>
-<th>GPU</th><th>log</th></tr>{''.join(rows)}</table>
+<th>GPU</th><th>log</th></tr>{"".join(rows)}</table>
 <h3>Attempts</h3><table><tr><th>#</th><th>state</th><th>failure</th><th>decision</th></tr>
 {attempts}</table><h3>Events</h3><ul>{events}</ul>
 <p><a href="status.json">status.json</a></p></body></html>"""
@@ -83,7 +94,7 @@ class StatusServer:
         snapshot = self._snapshot
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 record = snapshot()
                 if self.path.rstrip("/").endswith("status.json"):
                     body, ctype = json.dumps(record).encode(), "application/json"
@@ -95,7 +106,7 @@ class StatusServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -106,3 +117,4 @@ class StatusServer:
         """Stop serving."""
         if self._server is not None:
             self._server.shutdown()
+            self._server.server_close()

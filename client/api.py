@@ -64,12 +64,19 @@ class JobStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "app_id": self.app_id, "name": self.name, "state": str(self.state),
-            "yarn_state": self.yarn_state, "attempt": self.attempt,
-            "max_attempts": self.max_attempts, "roles": self.roles,
+            "app_id": self.app_id,
+            "name": self.name,
+            "state": str(self.state),
+            "yarn_state": self.yarn_state,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "roles": self.roles,
             "root_cause": self.root_cause.to_dict() if self.root_cause else None,
-            "diagnostics": self.diagnostics, "tracking_url": self.tracking_url,
-            "progress": self.progress, "queue": self.queue, "user": self.user,
+            "diagnostics": self.diagnostics,
+            "tracking_url": self.tracking_url,
+            "progress": self.progress,
+            "queue": self.queue,
+            "user": self.user,
             "tasks": self.tasks,
         }
 
@@ -77,6 +84,10 @@ class JobStatus:
 def job_state(app: AppInfo, record: dict[str, Any] | None) -> JobState:
     """Merge the RM's view and the AppMaster's record into one JOBSPEC.md state."""
     recorded = JobState(record["state"]) if record and record.get("state") else None
+    if recorded is not None and recorded.is_terminal():
+        # The AppMaster decided. YARN may lag behind: Skein does not unregister a FAILED app
+        # while AppMaster attempts remain, so a second AppMaster repeats the outcome.
+        return recorded
     if app.state in _YARN_TERMINAL:
         if recorded is not None and recorded.is_terminal():
             return recorded
@@ -177,10 +188,15 @@ class Job:
             # The AppMaster may not have had time to write its last word before SIGKILL.
             record["state"] = str(JobState.KILLED)
             record["diagnostics"] = "dlsubmit: USER_CANCELLED -- stopped by dlsubmit kill"
-            record["root_cause"] = {"category": "USER_CANCELLED", "retryable": False,
-                                    "evidence": ["stopped by dlsubmit kill"], "time": time.time()}
+            record["root_cause"] = {
+                "category": "USER_CANCELLED",
+                "retryable": False,
+                "evidence": ["stopped by dlsubmit kill"],
+                "time": time.time(),
+            }
             record.setdefault("events", []).append(
-                {"time": time.time(), "message": "job KILLED: stopped by dlsubmit kill"})
+                {"time": time.time(), "message": "job KILLED: stopped by dlsubmit kill"}
+            )
             self.client.hdfs.write_json(status_path(self.client.user, self.app_id), record)
 
     def diagnose(self) -> dict[str, Any]:
@@ -190,21 +206,34 @@ class Job:
         app = self.client.rm.app(self.app_id)
         return diagnosis(app, self.record())
 
-    def logs(self, task: str | None = None, attempt: int | None = None,
-             tail: int | None = None) -> list[str]:
+    def logs(
+        self, task: str | None = None, attempt: int | None = None, tail: int | None = None
+    ) -> list[str]:
         """Log lines prefixed with their task (live while running, from HDFS after)."""
         from client.logs import task_logs
 
-        return task_logs(self.client.rm, self.client.hdfs, self.client.rm.app(self.app_id),
-                         self.record(), user=self.client.user,
-                         task=TaskId.parse(task) if task else None, attempt=attempt, tail=tail)
+        return task_logs(
+            self.client.rm,
+            self.client.hdfs,
+            self.client.rm.app(self.app_id),
+            self.record(),
+            user=self.client.user,
+            task=TaskId.parse(task) if task else None,
+            attempt=attempt,
+            tail=tail,
+        )
 
     def follow_logs(self, task: str | None = None) -> Iterator[str]:
         """New log lines as they appear, until the job ends."""
         from client.logs import follow
 
-        return follow(self.client.rm, self.client.hdfs, self.app_id, user=self.client.user,
-                      task=TaskId.parse(task) if task else None)
+        return follow(
+            self.client.rm,
+            self.client.hdfs,
+            self.app_id,
+            user=self.client.user,
+            task=TaskId.parse(task) if task else None,
+        )
 
     def stored_spec(self) -> dict[str, Any]:
         """The spec this job was submitted with (as stored in its record)."""
@@ -219,8 +248,9 @@ class Job:
 class Client:
     """A YARN cluster as dlsubmit sees it (``HADOOP_CONF_DIR``)."""
 
-    def __init__(self, rm_url: str | None = None, webhdfs_url: str | None = None,
-                 user: str | None = None) -> None:
+    def __init__(
+        self, rm_url: str | None = None, webhdfs_url: str | None = None, user: str | None = None
+    ) -> None:
         self._rm_url = rm_url
         self._webhdfs_url = webhdfs_url
         self.user = user or hadoop_user()
@@ -256,10 +286,15 @@ class Client:
         app_spec = build_app_spec(spec, staged, user=self.user, cluster_env=cluster_env)
         app_id = submit_application(app_spec)
         try:
-            self.hdfs.write_json(spec_path(self.user, app_id), {
-                "spec": spec.to_dict(), "staged": staged.to_dict(), "submitted": time.time(),
-                "user": self.user,
-            })
+            self.hdfs.write_json(
+                spec_path(self.user, app_id),
+                {
+                    "spec": spec.to_dict(),
+                    "staged": staged.to_dict(),
+                    "submitted": time.time(),
+                    "user": self.user,
+                },
+            )
         except DLSubmitError as exc:
             logger.warning("could not store the spec of %s: %s", app_id, exc)
         return Job(self, app_id)
@@ -271,14 +306,23 @@ class Client:
         self.rm.app(app_id)
         return Job(self, app_id)
 
-    def jobs(self, states: Sequence[str] | None = None, user: str | None = None,
-             tags: Sequence[str] | None = None, all_apps: bool = False) -> list[AppInfo]:
+    def jobs(
+        self,
+        states: Sequence[str] | None = None,
+        user: str | None = None,
+        tags: Sequence[str] | None = None,
+        all_apps: bool = False,
+    ) -> list[AppInfo]:
         """Applications on the cluster (dlsubmit's own unless ``all_apps``)."""
         wanted_tags = list(tags or [])
         if not all_apps:
             wanted_tags.append("dlsubmit")
-        return self.rm.apps(states=list(states) if states else None, user=user,
-                            tags=wanted_tags or None)
+        return self.rm.apps(
+            states=list(states) if states else None,
+            user=user,
+            tags=wanted_tags or None,
+            all_tags=True,
+        )
 
     def clone(self, app_id: str, overrides: dict[str, Any] | None = None) -> Job:
         """Submit the stored spec of ``app_id`` again, with overrides."""

@@ -73,14 +73,19 @@ def _print_status(status: JobStatus) -> None:
         gpu = task.get("gpu") or {}
         gpu_text = " ".join(
             f"gpu{d}={m.get('util_pct')}%/{m.get('mem_used_mib')}MiB"
-            for d, m in gpu.items() if isinstance(m, dict)
+            for d, m in gpu.items()
+            if isinstance(m, dict)
         )
         exit_text = "" if task.get("exit_code") is None else f" exit {task['exit_code']}"
-        out(f"  {name:12} {task.get('state', ''):10} {task.get('host') or '':16}{exit_text} {gpu_text}".rstrip())
+        host = task.get("host") or ""
+        line = f"  {name:12} {task.get('state', ''):10} {host:16}{exit_text} {gpu_text}"
+        out(line.rstrip())
     if status.root_cause:
         rc = status.root_cause
-        out(f"Failure      {rc.category} {rc.task or ''}"
-            + (f" (exit {rc.exit_code})" if rc.exit_code is not None else ""))
+        out(
+            f"Failure      {rc.category} {rc.task or ''}"
+            + (f" (exit {rc.exit_code})" if rc.exit_code is not None else "")
+        )
         for line in rc.evidence[-5:]:
             out(f"  | {line}")
         if rc.hint:
@@ -115,10 +120,12 @@ def submit(job_yaml: str, sets: tuple[str, ...], wait: bool, as_json: bool) -> N
 
 
 def _follow(app_id: str, client: Client, as_json: bool, timeout: float | None = None) -> None:
-    job = client.job(app_id) if not app_id else client.job(app_id)
+    job = client.job(app_id)
     say(f"following {app_id} (Ctrl-C stops following; the job keeps running)")
     try:
-        status = job.wait(timeout=timeout, on_change=lambda s: say(f"{time.strftime('%H:%M:%S')} {_describe(s)}"))
+        status = job.wait(
+            timeout=timeout, on_change=lambda s: say(f"{time.strftime('%H:%M:%S')} {_describe(s)}")
+        )
     except KeyboardInterrupt:
         say(f"interrupted: {app_id} keeps running (dlsubmit kill {app_id} stops it)")
         sys.exit(EXIT_INTERRUPTED)
@@ -127,15 +134,19 @@ def _follow(app_id: str, client: Client, as_json: bool, timeout: float | None = 
     else:
         _print_status_to_stderr(status)
     if status.state is not JobState.SUCCEEDED:
-        raise JobFailedError(f"{app_id} ended {status.state}"
-                             + (f": {status.diagnostics}" if status.diagnostics else ""))
+        raise JobFailedError(
+            f"{app_id} ended {status.state}"
+            + (f": {status.diagnostics}" if status.diagnostics else "")
+        )
 
 
 def _print_status_to_stderr(status: JobStatus) -> None:
     if status.root_cause:
         rc = status.root_cause
-        say(f"{status.state}: {rc.category} {rc.task or ''}"
-            + (f" (exit {rc.exit_code})" if rc.exit_code is not None else ""))
+        say(
+            f"{status.state}: {rc.category} {rc.task or ''}"
+            + (f" (exit {rc.exit_code})" if rc.exit_code is not None else "")
+        )
         for line in rc.evidence[-3:]:
             say(f"  | {line}")
         if rc.hint:
@@ -187,17 +198,24 @@ def status(app_id: str, as_json: bool) -> None:
 @click.option("--all", "all_apps", is_flag=True, help="every application, not only dlsubmit's")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def list_jobs(states: tuple[str, ...], user: str | None, tags: tuple[str, ...],
-              all_apps: bool, as_json: bool) -> None:
+def list_jobs(
+    states: tuple[str, ...], user: str | None, tags: tuple[str, ...], all_apps: bool, as_json: bool
+) -> None:
     """A table of jobs (dlsubmit's own by default)."""
-    apps = Client().jobs(states=[s.upper() for s in states], user=user, tags=tags, all_apps=all_apps)
+    apps = Client().jobs(
+        states=[s.upper() for s in states], user=user, tags=tags, all_apps=all_apps
+    )
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(a) for a in apps], indent=1, default=str))
         return
-    click.echo(f"{'APPLICATION':32} {'NAME':20} {'USER':8} {'QUEUE':10} {'STATE':9} {'FINAL':10} PROGRESS")
+    click.echo(
+        f"{'APPLICATION':32} {'NAME':20} {'USER':8} {'QUEUE':10} {'STATE':9} {'FINAL':10} PROGRESS"
+    )
     for a in apps:
-        click.echo(f"{a.id:32} {a.name[:20]:20} {a.user[:8]:8} {a.queue[:10]:10} "
-                   f"{a.state:9} {a.final_status:10} {a.progress:.0f}%")
+        click.echo(
+            f"{a.id:32} {a.name[:20]:20} {a.user[:8]:8} {a.queue[:10]:10} "
+            f"{a.state:9} {a.final_status:10} {a.progress:.0f}%"
+        )
 
 
 @cli.command()
@@ -207,7 +225,9 @@ def list_jobs(states: tuple[str, ...], user: str | None, tags: tuple[str, ...],
 @click.option("--tail", type=int)
 @click.option("--follow", is_flag=True)
 @handle_errors
-def logs(app_id: str, task: str | None, attempt: int | None, tail: int | None, follow: bool) -> None:
+def logs(
+    app_id: str, task: str | None, attempt: int | None, tail: int | None, follow: bool
+) -> None:
     """Task logs, prefixed with the task (live while running, aggregated after)."""
     job = Client().job(app_id)
     if follow:
@@ -253,16 +273,20 @@ def diagnose(app_id: str, as_json: bool) -> None:
     click.echo(f"{doc['app_id']} ({doc['name']}): {doc['state']}")
     root = doc.get("root_cause")
     if root:
-        click.echo(f"Root cause: {root.get('category')} {root.get('task') or ''} "
-                   f"(attempt {root.get('attempt', '?')}, retryable: {root.get('retryable')})")
+        click.echo(
+            f"Root cause: {root.get('category')} {root.get('task') or ''} "
+            f"(attempt {root.get('attempt', '?')}, retryable: {root.get('retryable')})"
+        )
         for line in root.get("evidence", [])[-5:]:
             click.echo(f"  | {line}")
         if root.get("hint"):
             click.echo(f"Hint: {root['hint']}")
     for a in doc.get("attempts", []):
         failure = a.get("failure") or {}
-        click.echo(f"  attempt {a['attempt']}: {a['state']} {failure.get('category', '')} "
-                   f"{failure.get('task') or ''} {a.get('decision', '')}".rstrip())
+        click.echo(
+            f"  attempt {a['attempt']}: {a['state']} {failure.get('category', '')} "
+            f"{failure.get('task') or ''} {a.get('decision', '')}".rstrip()
+        )
 
 
 @cli.command()

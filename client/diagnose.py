@@ -44,9 +44,13 @@ def diagnosis(app: AppInfo, record: dict[str, Any] | None) -> dict[str, Any]:
                 break
     elif app.state in ("FAILED", "KILLED") or app.final_status in ("FAILED", "KILLED"):
         # The AppMaster never wrote a record: say what YARN said.
-        root = {"category": "UNKNOWN", "retryable": False, "task": None,
-                "evidence": [app.diagnostics] if app.diagnostics else [],
-                "hint": "the AppMaster left no record; see `dlsubmit logs` and the RM UI"}
+        root = {
+            "category": "UNKNOWN",
+            "retryable": False,
+            "task": None,
+            "evidence": [app.diagnostics] if app.diagnostics else [],
+            "hint": "the AppMaster left no record; see `dlsubmit logs` and the RM UI",
+        }
     return {
         "app_id": app.id,
         "name": app.name,

@@ -79,7 +79,8 @@ class Failure:
         code = f" (exit {self.exit_code})" if self.exit_code is not None else ""
         text = f"{self.category}{where}{code}"
         if self.evidence:
-            text += f": {self.evidence[-1]}"
+            # The last two items: usually the last output line and the exit/kill statement.
+            text += ": " + " | ".join(self.evidence[-2:])
         if self.hint:
             text += f" -- {self.hint}"
         return text

@@ -64,8 +64,9 @@ def addresses() -> ClusterAddresses:
     hdfs_env = os.environ.get("DLSUBMIT_WEBHDFS_URL")
     conf_dir = os.environ.get("HADOOP_CONF_DIR")
     if rm_env and hdfs_env:
-        return ClusterAddresses(rm_env.rstrip("/"), hdfs_env.rstrip("/"),
-                                os.environ.get("DLSUBMIT_DEFAULT_FS", ""))
+        return ClusterAddresses(
+            rm_env.rstrip("/"), hdfs_env.rstrip("/"), os.environ.get("DLSUBMIT_DEFAULT_FS", "")
+        )
     if not conf_dir:
         raise ClusterUnreachableError(
             "HADOOP_CONF_DIR is not set: point it at your cluster's Hadoop configuration, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -56,7 +57,10 @@ class Hdfs:
     def status(self, path: str) -> dict[str, Any] | None:
         """FileStatus of ``path``, or None when it does not exist."""
         path = hdfs_path(path)
-        return self._call("stat", path, lambda: self._client.status(path, strict=False))
+        status: dict[str, Any] | None = self._call(
+            "stat", path, lambda: self._client.status(path, strict=False)
+        )
+        return status
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists."""
@@ -74,7 +78,7 @@ class Hdfs:
 
     def write_json(self, path: str, value: Any) -> None:
         """Replace ``path`` with ``value`` as JSON; readers never see a half-written file."""
-        tmp = f"{path}.tmp"
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # writers (AppMaster, `kill`) never share one
         self.write_bytes(tmp, json.dumps(value, sort_keys=True).encode())
         self.delete(path)
         self.rename(tmp, path)
@@ -106,7 +110,8 @@ class Hdfs:
         """Copy a local file or directory tree to ``remote`` (replacing it)."""
         remote = hdfs_path(remote)
         self._call(
-            "upload", remote,
+            "upload",
+            remote,
             lambda: self._client.upload(remote, local, overwrite=True, n_threads=1),
         )
 
@@ -114,7 +119,8 @@ class Hdfs:
         """Copy ``remote`` (file or directory) to the local path ``local``."""
         remote = hdfs_path(remote)
         self._call(
-            "download", remote,
+            "download",
+            remote,
             lambda: self._client.download(remote, local, overwrite=True, n_threads=1),
         )
 

@@ -59,4 +59,6 @@ def status_path(user: str, app_id: str) -> str:
 def task_log_path(user: str, app_id: str, attempt: int, task: str) -> str:
     """Where a task's launcher uploads its output (``task`` is ``worker:0``)."""
     role, _, index = task.partition(":")
-    return posixpath.join(job_dir(user, app_id), "logs", f"attempt-{attempt}", f"{role}-{index}.log")
+    return posixpath.join(
+        job_dir(user, app_id), "logs", f"attempt-{attempt}", f"{role}-{index}.log"
+    )

@@ -57,7 +57,8 @@ class Staged:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "package": self.package.to_dict(), "spec": self.spec.to_dict(),
+            "package": self.package.to_dict(),
+            "spec": self.spec.to_dict(),
             "files": {k: v.to_dict() for k, v in self.files.items()},
             "archive": self.archive.to_dict() if self.archive else None,
         }
@@ -73,8 +74,9 @@ def _zip_dir(root: Path, *, only_py: bool = False) -> bytes:
                 path = Path(dirpath) / name
                 if only_py and not (name.endswith(".py") or Path(dirpath).name == "bin"):
                     continue
-                info = zipfile.ZipInfo(path.relative_to(root.parent if only_py else root).as_posix(),
-                                       _FIXED_TIME)
+                info = zipfile.ZipInfo(
+                    path.relative_to(root.parent if only_py else root).as_posix(), _FIXED_TIME
+                )
                 info.external_attr = (path.stat().st_mode & 0o777) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, path.read_bytes())
@@ -137,5 +139,6 @@ def stage(spec: JobSpec, hdfs: Hdfs, user: str) -> Staged:
     doc = {"spec": spec.to_dict()}
     spec_uri = posixpath.join(staging_root(user), "specs", f"{uuid.uuid4().hex}.json")
     hdfs.write_bytes(spec_uri, json.dumps(doc, sort_keys=True).encode())
-    return Staged(package, StagedFile(f"hdfs://{spec_uri}", "file"), files, archive,
-                  up.uploaded_bytes)
+    return Staged(
+        package, StagedFile(f"hdfs://{spec_uri}", "file"), files, archive, up.uploaded_bytes
+    )

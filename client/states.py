@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["IllegalTransition", "JobState", "check_move"]
+__all__ = ["IllegalTransitionError", "JobState", "check_move"]
 
 
 class JobState(enum.StrEnum):
@@ -43,12 +43,12 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransitionError(RuntimeError):
     """A bug: code tried to move a job along an edge the table does not have."""
 
 
 def check_move(current: JobState, new: JobState) -> JobState:
-    """Return ``new`` if ``current → new`` is legal, else raise :class:`IllegalTransition`."""
+    """Return ``new`` if ``current → new`` is legal, else raise :class:`IllegalTransitionError`."""
     if new not in TRANSITIONS[current]:
-        raise IllegalTransition(f"job state cannot move from {current} to {new}")
+        raise IllegalTransitionError(f"job state cannot move from {current} to {new}")
     return new

@@ -30,7 +30,7 @@ def _apply_env_lines(text: str) -> None:
     for line in text.splitlines():
         if not line.startswith("export "):
             continue
-        key, _, value = line[len("export "):].partition("=")
+        key, _, value = line[len("export ") :].partition("=")
         value = value.replace('"$PATH"', os.environ.get("PATH", "")).strip('"')
         os.environ[key] = value
 

@@ -27,7 +27,10 @@ def dlsubmit(*args: str, timeout: float = 300, env: dict[str, str] | None = None
     """Run `dlsubmit ARGS` as a user would (a new process, real cluster)."""
     proc = subprocess.run(
         [sys.executable, "-m", "client.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
         env={**os.environ, **(env or {})},
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -40,7 +43,9 @@ def write_job(tmp: Path, body: str, name: str = "job.yaml") -> Path:
 
 
 def rm_app(app_id: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:8088/ws/v1/cluster/apps/{app_id}", timeout=10) as r:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:8088/ws/v1/cluster/apps/{app_id}", timeout=10
+    ) as r:
         return json.load(r)["app"]  # type: ignore[no-any-return]
 
 
