@@ -150,11 +150,13 @@ class Controller:
         user: str,
         am_attempt: int = 1,
         record: Mapping[str, Any] | None = None,
+        rendezvous: Endpoint | None = None,
     ) -> None:
         self.spec = spec
         self.app_id = app_id
         self.user = user
         self.am_attempt = am_attempt
+        self.rendezvous = rendezvous  # Horovod's gloo rendezvous, served by the AppMaster
         self.state = JobState.SUBMITTED
         self.attempt = 0
         self.tasks: dict[str, TaskRecord] = {}
@@ -395,7 +397,12 @@ class Controller:
         actions: list[Action] = []
         for name, rec in self.tasks.items():
             env = task_env(
-                self.spec, rec.task, app_id=self.app_id, attempt=self.attempt, endpoints=endpoints
+                self.spec,
+                rec.task,
+                app_id=self.app_id,
+                attempt=self.attempt,
+                endpoints=endpoints,
+                rendezvous=self.rendezvous,
             )
             actions.append(PublishEnv(f"a{self.attempt}/env/{name}", env))
         self._move(JobState.RUNNING)

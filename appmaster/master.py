@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,12 +28,14 @@ from appmaster.controller import (
     RequestContainer,
     Shutdown,
 )
+from appmaster.kvserver import KeyValueServer
+from appmaster.rendezvous import Endpoint
 from appmaster.skein_link import SkeinLink, SkeinLinkError
 from appmaster.webui import StatusServer
 from client.errors import DLSubmitError
 from client.hdfs import Hdfs
 from client.record import status_path
-from client.spec import JobSpec
+from client.spec import Framework, JobSpec
 
 logger = logging.getLogger("appmaster")
 
@@ -63,7 +66,16 @@ class Master:
         self.record_path = status_path(user, app_id)
         am_attempt = am_attempt_number()
         record = self._read_record() if am_attempt > 1 else None
-        self.controller = Controller(spec, app_id, user=user, am_attempt=am_attempt, record=record)
+        self.kv_server: KeyValueServer | None = None
+        rendezvous = None
+        if spec.framework is Framework.HOROVOD:
+            self.kv_server = KeyValueServer()
+            port = self.kv_server.start()
+            rendezvous = Endpoint(os.environ.get("NM_HOST") or socket.getfqdn(), port)
+        self.controller = Controller(
+            spec, app_id, user=user, am_attempt=am_attempt, record=record, rendezvous=rendezvous
+        )
+        self._kv_attempt = 0
         self.terminate = threading.Event()
         self._last_record = 0.0
         self._seen_keys: set[str] = set()
@@ -121,6 +133,9 @@ class Master:
         # first: a report written before its container ended is then always seen together
         # with (or before) YARN's view, so its log tail takes part in the classification.
         containers = self.link.containers(services=list(self.spec.roles))
+        if self.kv_server is not None and ctl.attempt != self._kv_attempt:
+            self.kv_server.clear()  # a retry must not see the last attempt's rendezvous keys
+            self._kv_attempt = ctl.attempt
         prefix = f"a{ctl.attempt}/"
         for key, value in sorted(self.link.get_prefix_json(prefix).items()):
             kind, _, task = key[len(prefix) :].partition("/")

@@ -194,6 +194,9 @@ class Job:
                 "evidence": ["stopped by dlsubmit kill"],
                 "time": time.time(),
             }
+            for task in record.get("tasks", {}).values():
+                if task.get("state") not in ("SUCCEEDED", "FAILED", "STOPPED"):
+                    task["state"] = "KILLED"
             record.setdefault("events", []).append(
                 {"time": time.time(), "message": "job KILLED: stopped by dlsubmit kill"}
             )
@@ -317,12 +320,13 @@ class Client:
         wanted_tags = list(tags or [])
         if not all_apps:
             wanted_tags.append("dlsubmit")
-        return self.rm.apps(
+        apps = self.rm.apps(
             states=list(states) if states else None,
             user=user,
             tags=wanted_tags or None,
             all_tags=True,
         )
+        return sorted(apps, key=lambda a: a.started_ms, reverse=True)  # newest first
 
     def clone(self, app_id: str, overrides: dict[str, Any] | None = None) -> Job:
         """Submit the stored spec of ``app_id`` again, with overrides."""

@@ -28,7 +28,7 @@ def _client() -> Any:
         logger.debug("no global skein driver; starting one")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return skein.Client(log_level="warn")
+        return skein.Client(log=False)
 
 
 def submit_application(app_spec: dict[str, Any]) -> str:
