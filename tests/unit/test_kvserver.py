@@ -28,7 +28,7 @@ def server():
 
 
 def test_put_get_delete_and_404_while_missing(server) -> None:
-    kv, base = server
+    _kv, base = server
     assert _call("GET", f"{base}/global/rank_0")[0] == 404
     assert _call("PUT", f"{base}/global/rank_0", b"\x00addr")[0] == 200
     assert _call("GET", f"{base}/global/rank_0") == (200, b"\x00addr")
