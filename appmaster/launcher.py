@@ -96,6 +96,7 @@ class Launcher:
         self.report: dict[str, Any] = {}
         self.mounts = MountSyncer(spec, hdfs, Path.cwd())
         self.lease: Any = None
+        self.secret_env: dict[str, str] = {}
         self.sampler: Any = None
 
     # ---- protocol ------------------------------------------------------------------------
@@ -141,6 +142,21 @@ class Launcher:
         self.sampler = Sampler(self.lease.indices, backend=backend, interval_s=METRICS_INTERVAL_S)
         return dict(self.lease.environment())
 
+    def _secrets(self) -> dict[str, str]:
+        """``environment.secrets``, handed over by the client through Skein's key-value store."""
+        if not self.spec.environment.secrets:
+            return {}
+        deadline = time.monotonic() + self.spec.scheduling.registration_timeout_s
+        while time.monotonic() < deadline and not self.terminated.is_set():
+            value = self.link.get_json("dlsubmit/secrets")
+            if value is not None:
+                return {str(k): str(v) for k, v in value.items()}
+            time.sleep(0.5)
+        raise RuntimeError(
+            "environment.secrets never arrived (they live only in the AppMaster's memory; "
+            "after an AppMaster restart, resubmit the job)"
+        )
+
     def _command_env(self, task_env: dict[str, str], gpu_env: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         for name in ("PYTHONPATH",):  # ours, not the user's
@@ -149,6 +165,7 @@ class Launcher:
                 env[name] = rest[0]
                 if not env[name]:
                     del env[name]
+        env.update(self.secret_env)
         env.update(task_env)
         env.update(gpu_env)
         env["TORCHELASTIC_ERROR_FILE"] = str(Path.cwd() / ERROR_FILE)
@@ -171,6 +188,7 @@ class Launcher:
         try:
             gpu_env = self._bind_gpus()
             self.mounts.restore()
+            self.secret_env = self._secrets()
         except (DLSubmitError, OSError, RuntimeError) as exc:
             setup_error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # gpu_plugin errors and the like: still report, never hang

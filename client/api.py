@@ -12,6 +12,7 @@ only submission goes through Skein's Java driver.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -287,7 +288,9 @@ class Client:
             "DLSUBMIT_WEBHDFS_URL": self.hdfs.url,
         }
         app_spec = build_app_spec(spec, staged, user=self.user, cluster_env=cluster_env)
-        app_id = submit_application(app_spec)
+        names = spec.environment.secrets
+        secrets = {name: os.environ[name] for name in names if name in os.environ}
+        app_id = submit_application(app_spec, secrets=secrets or None)
         try:
             self.hdfs.write_json(
                 spec_path(self.user, app_id),

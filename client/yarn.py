@@ -31,8 +31,14 @@ def _client() -> Any:
         return skein.Client(log=False)
 
 
-def submit_application(app_spec: dict[str, Any]) -> str:
+def submit_application(
+    app_spec: dict[str, Any], secrets: dict[str, str] | None = None, timeout_s: float = 180
+) -> str:
     """Submit a Skein application spec (dict); returns the YARN application id.
+
+    ``secrets`` (``environment.secrets``) are never written to the spec, HDFS or a log: once
+    the AppMaster runs they are put into the application's in-memory key-value store (over
+    Skein's TLS channel), where the task launchers read them.
 
     Raises:
         SpecError: the ResourceManager rejected the spec (exit 2).
@@ -54,7 +60,10 @@ def submit_application(app_spec: dict[str, Any]) -> str:
     except (skein.exceptions.SkeinError, OSError) as exc:
         raise ClusterUnreachableError(f"could not start Skein's driver: {exc}") from exc
     try:
-        return str(client.submit(spec))
+        app_id = str(client.submit(spec))
+        if secrets:
+            _hand_over_secrets(client, app_id, secrets, timeout_s)
+        return app_id
     except skein.exceptions.DriverError as exc:
         text = str(exc)
         if "queue" in text.lower() or "resource" in text.lower() or "Invalid" in text:
@@ -65,3 +74,23 @@ def submit_application(app_spec: dict[str, Any]) -> str:
     finally:
         if getattr(client, "_proc", None) is not None:
             client.close()
+
+
+def _hand_over_secrets(client: Any, app_id: str, secrets: dict[str, str], timeout_s: float) -> None:
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = client.application_report(app_id)
+        state = str(report.state)
+        if state == "RUNNING":
+            break
+        if state in ("FINISHED", "FAILED", "KILLED") or time.monotonic() > deadline:
+            raise DLSubmitError(
+                f"{app_id} is {state}: could not hand over environment.secrets "
+                f"(waited {timeout_s:.0f}s for the AppMaster)"
+            )
+        time.sleep(0.5)
+    app = client.connect(app_id, wait=False)
+    app.kv["dlsubmit/secrets"] = json.dumps(secrets).encode()

@@ -171,3 +171,45 @@ def test_kill_logs_while_running_and_clone(cluster, record_app, tmp_path: Path) 
 def test_unknown_application_exits_4(cluster) -> None:
     res = dlsubmit("status", "application_1_0001")
     assert res.code == 4, res.err
+
+
+def test_secrets_reach_tasks_but_are_not_stored(cluster, record_app, tmp_path: Path) -> None:
+    import hashlib
+
+    from client.hdfs import Hdfs
+    from client.record import job_dir
+
+    value = "s3cr3t-" + tmp_path.name[-8:]
+    job = write_job(tmp_path, """
+        name: secret-job
+        environment: {secrets: [TEST_SECRET_TOKEN]}
+        roles:
+          worker:
+            resources: {memory: 256 MiB}
+            command: 'echo "token sha256 $(printf %s "$TEST_SECRET_TOKEN" | sha256sum | cut -c1-16)"'
+    """)
+    res = dlsubmit("submit", str(job), "--wait", env={"TEST_SECRET_TOKEN": value})
+    app_id = record_app(res.out.strip().splitlines()[0])
+    assert res.code == 0, res.err
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    assert f"token sha256 {digest}" in dlsubmit("logs", app_id).out
+    hdfs = Hdfs()
+    import getpass
+
+    stored = b"".join(
+        hdfs.read_bytes(f"{job_dir(getpass.getuser(), app_id)}/{rel}") or b""
+        for rel, _ in hdfs.walk_files(job_dir(getpass.getuser(), app_id))
+    )
+    assert stored and value.encode() not in stored
+    assert value not in res.err and value not in res.out
+
+
+def test_missing_secret_is_refused_before_submit(cluster, tmp_path: Path) -> None:
+    job = write_job(tmp_path, """
+        name: secret-missing
+        environment: {secrets: [TEST_UNSET_SECRET_TOKEN]}
+        roles: {worker: {command: 'true'}}
+    """)
+    res = dlsubmit("submit", str(job))
+    assert res.code == 2
+    assert "environment.secrets" in res.err and "TEST_UNSET_SECRET_TOKEN" in res.err
