@@ -24,12 +24,12 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port if self.port >= 0 else '<port>'}"
 
 
 def placeholder_endpoints(spec: JobSpec) -> dict[str, Endpoint]:
     """Stand-in endpoints for ``validate --print-env`` (hosts are only known at run time)."""
-    return {str(t): Endpoint(f"<host of {t}>", 0) for t in spec.tasks()}
+    return {str(t): Endpoint(f"<host of {t}>", -1) for t in spec.tasks()}
 
 
 def task_env(
@@ -71,7 +71,7 @@ def task_env(
         master = endpoints[str(tasks[0])]
         env.update(
             MASTER_ADDR=master.host,
-            MASTER_PORT=str(master.port),
+            MASTER_PORT=str(master.port) if master.port >= 0 else "<port>",
             WORLD_SIZE=str(len(tasks)),
             RANK=str(rank),
             LOCAL_RANK=str(local_rank),

@@ -213,3 +213,17 @@ def test_missing_secret_is_refused_before_submit(cluster, tmp_path: Path) -> Non
     res = dlsubmit("submit", str(job))
     assert res.code == 2
     assert "environment.secrets" in res.err and "TEST_UNSET_SECRET_TOKEN" in res.err
+
+
+def test_dead_cluster_is_one_clear_error_with_exit_3(cluster) -> None:
+    dead = {"DLSUBMIT_RM_URL": "http://127.0.0.1:1", "DLSUBMIT_WEBHDFS_URL": "http://127.0.0.1:2"}
+    res = dlsubmit("submit", str(REPO / "examples" / "job.yaml"), env=dead, timeout=60)
+    assert res.code == 3, res.err
+    assert "unreachable" in res.err and "Traceback" not in res.err and res.out == ""
+
+
+def test_validate_print_env_shows_each_task_environment(cluster) -> None:
+    res = dlsubmit("validate", str(REPO / "examples" / "job.yaml"), "--print-env")
+    assert res.code == 0, res.err
+    assert "[worker:0]" in res.out and "[worker:1]" in res.out
+    assert "RANK=1" in res.out and "MASTER_ADDR=<host of worker:0>" in res.out
