@@ -17,7 +17,7 @@ install: .make/installed
 	touch $@
 
 lint: install
-	$(PYTHON) -m ruff check client appmaster gpu_plugin tests examples bench
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 
 unit: install

@@ -1,7 +1,6 @@
 """Unit tests for appmaster.classify: every category, the precedence rules, hints, root cause."""
 
 # Real log lines are long and are kept whole so that the tests show what the classifier sees.
-# ruff: noqa: E501
 
 from __future__ import annotations
 
