@@ -711,13 +711,20 @@ def _as_peer_aborted(failure: Failure) -> Failure:
 
 
 def _exit_status(message: str) -> int | None:
-    """YARN's exit status from Skein's exit message ("... Exit code is 143", "-104" ...)."""
+    """YARN's exit status from Skein's exit message ("... Exit code is 143", "-104" ...).
+
+    For a memory kill Skein does not pass YARN's diagnostics on: its exit message is only the
+    usage ("682.0 MB of 256 MB physical memory used", or "... virtual memory used"), or
+    "Container killed by YARN for exceeding memory limits" when it found no usage.
+    """
     import re
 
-    if "beyond the 'PHYSICAL' memory limit" in message:
+    if "beyond the 'PHYSICAL' memory limit" in message or "physical memory used" in message:
         return -104
-    if "beyond the 'VIRTUAL' memory limit" in message:
+    if "beyond the 'VIRTUAL' memory limit" in message or "virtual memory used" in message:
         return -103
+    if "exceeding memory limits" in message:
+        return -104  # pmem or vmem; pmem is the check clusters keep on
     if "preempted" in message.lower():
         return -102
     if "lost" in message.lower() and "node" in message.lower():

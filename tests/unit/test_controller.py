@@ -292,6 +292,34 @@ def test_nonzero_exit_waits_for_yarns_view_then_uses_it() -> None:
     assert failure["yarn_exit_status"] == -104
 
 
+@pytest.mark.parametrize(
+    ("message", "status"),
+    [
+        ("682.0 MB of 256 MB physical memory used", -104),
+        ("1.2 GB of 537.6 MB virtual memory used", -103),
+        ("Container killed by YARN for exceeding memory limits", -104),
+    ],
+)
+def test_skeins_short_memory_kill_message_is_a_memory_kill(message: str, status: int) -> None:
+    # Skein's exit message for a -104/-103 kill is only the usage, not YARN's diagnostics
+    # (seen on the dev cluster: it used to be classified KILLED_EXTERNALLY and retried).
+    c = FakeCluster(make_spec())
+    c.start()
+    c.run_all()
+    c.at(10)
+    c.exit("worker:1", 143)
+    c.yarn_end("worker:1", "FAILED", message)
+
+    failure = c.task("worker:1")["failure"]
+    assert failure["category"] == "HOST_OOM"
+    assert failure["retryable"] is False
+    assert failure["yarn_exit_status"] == status
+    if status == -104 and "MB of" in message:
+        assert failure["hint"] == (
+            "raise roles.worker.resources.memory (now 512 MiB; the task used 682 MiB)"
+        )
+
+
 def test_nonzero_exit_without_yarns_view_is_classified_after_the_wait() -> None:
     c = FakeCluster(make_spec())
     c.start()
