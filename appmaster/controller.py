@@ -46,7 +46,9 @@ YARN_VIEW_WAIT_S = 5.0
 # After the first failure of an attempt, collect other failures this long before stopping the
 # rest: the root cause is the earliest failure, and it is not always the first one reported.
 SETTLE_S = 2.0
-# How often a container placed on an avoided host is refused before it is accepted anyway.
+# How often a container placed on an avoided node is refused before it is accepted anyway.
+# Nodes are avoided by NodeManager address (host:port), not host name: several NodeManagers
+# can share a host (the dev cluster runs two on localhost), and only the failed one is bad.
 MAX_HOST_REFUSALS = 3
 
 
@@ -113,6 +115,11 @@ class TaskRecord:
     gpus: str = ""
     gpu: dict[str, Any] = field(default_factory=dict)
     refusals: int = 0
+    # Containers refused on an avoided node. Their launchers may still start, register and
+    # report an exit under this task's keys: those reports are not this task's.
+    refused: set[str] = field(default_factory=set)
+    launcher_started: float | None = None  # "time" of the accepted registration
+    stale_launchers: set[float] = field(default_factory=set)  # "time" of refused launchers
 
     @property
     def done(self) -> bool:
@@ -237,6 +244,11 @@ class Controller:
         rec = self.tasks.get(task)
         if rec is None or rec.registered is not None or rec.done:
             return []
+        if data.get("container_id") in rec.refused:
+            if data.get("time") is not None:
+                rec.stale_launchers.add(float(data["time"]))
+            return []
+        rec.launcher_started = data.get("time")
         rec.registered = now
         rec.port = int(data["port"])
         rec.host = str(data.get("host") or rec.host)
@@ -253,6 +265,14 @@ class Controller:
         """A launcher's exit report: exit code, log tail, error file, metrics."""
         rec = self.tasks.get(task)
         if rec is None or rec.report is not None:
+            return []
+        # A launcher's exit report carries the start time it registered with ("started" ==
+        # the registration's "time"): a report of another launcher is a refused container's.
+        started = data.get("started")
+        if started is not None and (
+            started in rec.stale_launchers
+            or (rec.launcher_started is not None and started != rec.launcher_started)
+        ):
             return []
         rec.report = cls.LauncherReport(
             exit_code=data.get("exit_code"),
@@ -370,12 +390,15 @@ class Controller:
         }
 
     def _maybe_refuse_host(self, rec: TaskRecord, now: float) -> list[Action]:
-        if rec.host not in self.avoid_hosts or rec.refusals >= MAX_HOST_REFUSALS:
+        node = rec.nm_http_address
+        if node not in self.avoid_hosts or rec.refusals >= MAX_HOST_REFUSALS:
             return []
         # YARN has no per-request node blacklist through Skein: refuse and ask again.
-        self._event(now, f"{rec.task} placed on avoided host {rec.host}: asking for another")
+        self._event(now, f"{rec.task} placed on avoided node {node}: asking for another")
         old = rec.container_id
         rec.refusals += 1
+        if rec.yarn_container_id:
+            rec.refused.add(rec.yarn_container_id)
         rec.state, rec.container_id, rec.host, rec.nm_http_address = "REQUESTED", None, None, None
         rec.yarn_container_id = None
         actions: list[Action] = [
@@ -536,7 +559,7 @@ class Controller:
             Category.UNKNOWN, True, evidence=("the attempt failed without a recorded cause",)
         )
         decision = decide(
-            failure,
+            self._on_node(failure),
             policy=str(self.spec.retry.policy),
             max_attempts=self.spec.retry.max_attempts,
             max_infra_retries=self.spec.retry.max_infra_retries,
@@ -553,6 +576,13 @@ class Controller:
             return actions
         self._event(now, f"giving up: {decision.reason}")
         return actions + self._finish(JobState.FAILED, failure, now)
+
+    def _on_node(self, failure: Failure) -> Failure:
+        """``failure`` with its NodeManager address as host, for the node to avoid."""
+        rec = self.tasks.get(failure.task or "")
+        if failure.avoid_host and rec is not None and rec.nm_http_address:
+            return dataclasses.replace(failure, host=rec.nm_http_address)
+        return failure
 
     def _record_attempt_failure(self, failure: Failure, decision: Decision, now: float) -> None:
         self.budget = next_budget(self.budget, decision)

@@ -44,6 +44,12 @@ RECORD_MIN_INTERVAL_S = 1.0
 SPEC_FILE = "dlsubmit-spec.json"
 
 
+def _kind_order(key: str) -> int:
+    """Registrations first, then command starts, exit reports last (``a2/reg/worker:0``)."""
+    kind = key.split("/")[1] if key.count("/") >= 2 else ""
+    return {"reg": 0, "started": 1, "exit": 2}.get(kind, 3)
+
+
 def am_attempt_number() -> int:
     """YARN's application attempt of this AppMaster, from its container id."""
     parts = os.environ.get("CONTAINER_ID", "").split("_")
@@ -78,7 +84,7 @@ class Master:
         self._kv_attempt = 0
         self.terminate = threading.Event()
         self._last_record = 0.0
-        self._seen_keys: set[str] = set()
+        self._seen: dict[str, Any] = {}  # protocol key -> the value last fed to the controller
         self.server = StatusServer(self.snapshot)
 
     def _read_record(self) -> dict[str, Any] | None:
@@ -137,14 +143,18 @@ class Master:
             self.kv_server.clear()  # a retry must not see the last attempt's rendezvous keys
             self._kv_attempt = ctl.attempt
         prefix = f"a{ctl.attempt}/"
-        for key, value in sorted(self.link.get_prefix_json(prefix).items()):
+        # Registrations before exit reports (an exit report is matched to its launcher's
+        # registration), and a key again when its value changed: a container refused on an
+        # avoided node and its replacement write the same task's keys.
+        keys = self.link.get_prefix_json(prefix).items()
+        for key, value in sorted(keys, key=lambda kv: (_kind_order(kv[0]), kv[0])):
             kind, _, task = key[len(prefix) :].partition("/")
             if kind == "metrics":
                 ctl.on_metrics(task, value)
                 continue
-            if key in self._seen_keys:
+            if key in self._seen and self._seen[key] == value:
                 continue
-            self._seen_keys.add(key)
+            self._seen[key] = value
             if kind == "reg":
                 actions += ctl.on_registration(task, value, now)
             elif kind == "started":

@@ -32,6 +32,9 @@ def diagnosis(app: AppInfo, record: dict[str, Any] | None) -> dict[str, Any]:
             "failures": a.get("failures", []),
             "decision": a.get("decision", ""),
             "counted": a.get("counted"),
+            # Which YARN AppMaster attempt ran it: after an AppMaster loss, the lost attempt
+            # shows under AppMaster 1 and the resumed ones under AppMaster 2.
+            "am_attempt": a.get("am_attempt"),
         }
         for a in record.get("attempts", [])
     ]

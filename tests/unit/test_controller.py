@@ -644,7 +644,10 @@ def test_node_failure_is_retried_uncounted_and_its_host_avoided() -> None:
     snap = c.snap()
     assert snap["attempts"][0]["failure"]["category"] == "NODE_FAILURE"
     assert snap["attempts"][0]["counted"] is False
-    assert snap["avoid_hosts"] == ["node-a"]
+    # The NodeManager (host:port) is avoided, not the host: it may run other NodeManagers.
+    assert snap["avoid_hosts"] == ["node-a:8042"]
+    assert snap["attempts"][0]["failure"]["host"] == "node-a"
+    assert "avoiding node-a:8042" in snap["attempts"][0]["decision"]
     assert snap["budget"] == {"attempts_counted": 0, "infra_retries_used": 1}
 
 
@@ -682,6 +685,59 @@ def test_avoided_host_is_accepted_after_max_refusals() -> None:
     # The cluster keeps offering only node-a: better to run there than never.
     assert c.place("worker:0", "node-a") == []
     assert c.task("worker:0")["host"] == "node-a"
+
+
+def test_other_nodemanager_on_the_failed_nodes_host_is_not_avoided() -> None:
+    # The dev cluster runs two NodeManagers on localhost; losing one must not make the retry
+    # refuse the other (seen on the real cluster: every placement was refused).
+    c = FakeCluster(make_spec())
+    _lose_node_a(c)
+    actions = c.apply(c.ctl.on_container(
+        c.cid["worker:0"], "RUNNING", yarn_container_id="container_x",
+        node_http_address="node-a:8043", exit_message="", finish_time=None, now=c.now,
+    ))
+    assert actions == []
+    assert c.task("worker:0")["nm_http_address"] == "node-a:8043"
+    assert not any("avoided" in e["message"] for e in c.snap()["events"])
+
+
+def test_refused_containers_launcher_is_not_taken_for_the_task() -> None:
+    # A container refused on an avoided node may still start its launcher, which registers and
+    # then reports an exit (killed while waiting for its environment) under the task's keys.
+    # Seen on the real cluster: the refused launcher's port went into the published
+    # environment and its exit 1 failed the attempt as USER_CODE_ERROR.
+    c = FakeCluster(make_spec())
+    _lose_node_a(c)
+    refused = f"container_{c.cid['worker:0']}"
+    c.place("worker:0", "node-a")  # refused
+    replacement = c.cid["worker:0"]
+    c.apply(c.ctl.on_registration(
+        "worker:0", {"host": "node-a", "port": 1111, "container_id": refused, "time": T0 + 61},
+        c.now,
+    ))
+    assert c.task("worker:0")["state"] == "REQUESTED"
+    stale_exit = {"exit_code": 1, "log_tail": [], "started": T0 + 61, "finished": T0 + 62}
+    assert c.ctl.on_exit_report("worker:0", stale_exit, c.now) == []
+    assert c.task("worker:0")["exit_code"] is None
+
+    c.place("worker:0", "node-c")
+    c.place("worker:1", "node-b")
+    c.register("worker:1", "node-b", 2222)
+    published = kinds(c.apply(c.ctl.on_registration(
+        "worker:0",
+        {"host": "node-c", "port": 3333, "container_id": f"container_{replacement}",
+         "time": T0 + 65},
+        c.now,
+    )), PublishEnv)
+    assert len(published) == 2
+    assert published[0].env["MASTER_ADDR"] == "node-c"
+    assert published[0].env["MASTER_PORT"] == "3333"
+    # The refused launcher's report, should it arrive now, still does not count.
+    assert c.ctl.on_exit_report("worker:0", stale_exit, c.now) == []
+    assert c.task("worker:0")["failure"] is None
+    ok = {"exit_code": 0, "log_tail": [], "started": T0 + 65, "finished": T0 + 70}
+    c.apply(c.ctl.on_exit_report("worker:0", ok, c.now))
+    assert c.task("worker:0")["state"] == "SUCCEEDED"
 
 
 # ---- resume after an AppMaster loss ----------------------------------------------------------
