@@ -519,6 +519,7 @@ class Controller:
             return []
         actions = self._stop_remaining(now)
         self.attempts[-1].update(state="SUCCEEDED", finished=now)
+        self.root_cause = None  # earlier attempts' failures stay in their history
         self.diagnostics = (
             f"dlsubmit: all {len(tracked)} tracked tasks succeeded on attempt {self._label()}"
         )
@@ -527,7 +528,7 @@ class Controller:
         self._shutdown = Shutdown("SUCCEEDED", self.diagnostics)
         return [*actions, self._shutdown]
 
-    def _stop_remaining(self, now: float) -> list[Action]:
+    def _stop_remaining(self, now: float, why: str = "another task failed") -> list[Action]:
         actions: list[Action] = []
         for rec in self.tasks.values():
             if rec.done:
@@ -542,7 +543,8 @@ class Controller:
                 rec.failure = _as_peer_aborted(
                     Failure(
                         Category.PEER_ABORTED, False, task=str(rec.task), host=rec.host, time=now
-                    )
+                    ),
+                    why,
                 )
             rec.finished = rec.finished or now
         self.dirty = True
@@ -554,10 +556,11 @@ class Controller:
         for rec in self.tasks.values():
             if rec.report is not None and rec.failure is None and not rec.done:
                 self._fail_task(rec, now)
-        actions = self._stop_remaining(now)
         failure = cls.root_cause(self._failures) or Failure(
             Category.UNKNOWN, True, evidence=("the attempt failed without a recorded cause",)
         )
+        why = "another task failed" if failure.task else f"the attempt ended ({failure.category})"
+        actions = self._stop_remaining(now, why)
         decision = decide(
             self._on_node(failure),
             policy=str(self.spec.retry.policy),
@@ -633,7 +636,11 @@ class Controller:
             self.dirty = True
 
     def _label(self) -> str:
-        return f"{self.attempt}/{self.spec.retry.max_attempts}"
+        limit = self.spec.retry.max_attempts
+        if self.attempt <= limit:
+            return f"{self.attempt}/{limit}"
+        # Uncounted (infrastructure) retries go past max_attempts: say what was counted.
+        return f"{self.attempt} ({self.budget.attempts_counted + 1}/{limit} counted)"
 
     def _event(self, now: float, message: str) -> None:
         logger.info("%s", message)
@@ -727,7 +734,7 @@ class Controller:
         )
 
 
-def _as_peer_aborted(failure: Failure) -> Failure:
+def _as_peer_aborted(failure: Failure, why: str = "another task failed") -> Failure:
     return Failure(
         Category.PEER_ABORTED,
         False,
@@ -735,7 +742,7 @@ def _as_peer_aborted(failure: Failure) -> Failure:
         host=failure.host,
         exit_code=failure.exit_code,
         yarn_exit_status=failure.yarn_exit_status,
-        evidence=("stopped by the AppMaster because another task failed",),
+        evidence=(f"stopped by the AppMaster because {why}",),
         time=failure.time,
     )
 

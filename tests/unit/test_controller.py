@@ -503,6 +503,8 @@ def test_exit_200_is_retried_and_the_job_then_succeeds() -> None:
     assert first["counted"] is True
     assert second["state"] == "SUCCEEDED"
     assert snap["tasks"]["worker:0"]["attempt"] == 2
+    # A job that succeeded has no root cause; attempt 1's failure stays in its history.
+    assert snap["root_cause"] is None
 
 
 def test_yarn_memory_kill_is_host_oom_and_not_retried() -> None:
