@@ -41,9 +41,27 @@ cluster:
 cluster-down:
 	docker/cluster down
 
+# The data demo (examples/data_job.yaml): its .npz shards are uploaded to HDFS once (WebHDFS, no
+# JVM); its checkpoint directory is cleared so that each demo shows a fresh run, the injected
+# failure at step 18 and the resume from step 15.
+DEMO_HDFS = /tmp/dlsubmit-demo
 demo: install
 	$(CLUSTER_ENV)
-	$(PYTHON) -m client.cli submit examples/job.yaml --wait
+	$(PYTHON) - <<'EOF'
+	import io, sys
+	import numpy as np
+	sys.path.insert(0, "examples")
+	from train import synthetic_shard
+	from client.hdfs import Hdfs
+	hdfs, data = Hdfs(), "$(DEMO_HDFS)/data"
+	def shard(i): x, y = synthetic_shard(0, 4096, 16, i, 4); b = io.BytesIO(); np.savez(b, x=x, y=y); return b.getvalue()
+	upload = not hdfs.exists(data)
+	if upload: hdfs.delete(data + ".tmp", recursive=True)
+	[hdfs.write_bytes(f"{data}.tmp/shard-{i}.npz", shard(i)) for i in range(4) if upload]
+	if upload: hdfs.rename(data + ".tmp", data); print(f"uploaded the data set to hdfs://{data}", file=sys.stderr)
+	hdfs.delete("$(DEMO_HDFS)/runs/ddp-data-demo", recursive=True)
+	EOF
+	$(PYTHON) -m client.cli submit examples/data_job.yaml --wait
 
 bench: install
 	$(CLUSTER_ENV)

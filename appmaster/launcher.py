@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appmaster.mounts import MountSyncer
+from appmaster.mounts import MountError, MountSyncer
 from appmaster.skein_link import SkeinLink, SkeinLinkError
 from client.errors import DLSubmitError
 from client.hdfs import Hdfs
@@ -179,16 +179,33 @@ class Launcher:
             env["DLSUBMIT_PYTHON"] = environment.python
         return env
 
+    def _check_image_runtime(self) -> None:
+        """environment.image on a NodeManager that would ignore it: fail now (SETUP_FAILED)."""
+        image = self.spec.environment.image
+        if not image:
+            return
+        from client.envpack import image_runtime_problem
+
+        problem = image_runtime_problem(self.nm_http, image)
+        if problem:
+            raise RuntimeError(problem)
+
     # ---- run -------------------------------------------------------------------------------
     def run(self) -> int:
         started = time.time()
         port = reserve_port()
         setup_error: str | None = None
         gpu_env: dict[str, str] = {}
+        data_error: str | None = None
         try:
             gpu_env = self._bind_gpus()
+            self._check_image_runtime()
             self.mounts.restore()
             self.secret_env = self._secrets()
+        except MountError as exc:
+            # The data, not the environment: an rw mount's HDFS dir cannot be created or read.
+            # final_sync() hands it to the exit report as data_access_error (DATA_ACCESS).
+            data_error = str(exc)
         except (DLSubmitError, OSError, RuntimeError) as exc:
             setup_error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # gpu_plugin errors and the like: still report, never hang
@@ -205,8 +222,8 @@ class Launcher:
                 "gpus": gpu_env.get("CUDA_VISIBLE_DEVICES", ""),
             },
         )
-        if setup_error:
-            logger.error("setup failed: %s", setup_error)
+        if setup_error or data_error:
+            logger.error("setup failed: %s", setup_error or data_error)
             return self._finish(1, None, started, setup_error=setup_error)
         task_env = self._wait_env()
         if task_env is None:
@@ -239,16 +256,31 @@ class Launcher:
         pump = OutputPump(self.proc.stdout, self.log_path)
         pump.start()
         self.pump = pump
+        # The exit time decides which task failed first (the attempt's root cause), so take it
+        # when the command ends, from a thread blocked in waitpid: not at the loop's next poll
+        # (up to 0.5 s late) and not after the final sync of rw mounts (seconds, for a large
+        # checkpoint). Otherwise a peer that fails *because* this task exited can look earlier.
+        exit_time: list[float] = []
+        proc = self.proc
+
+        def reap() -> None:
+            proc.wait()
+            exit_time.append(time.time())
+
+        reaper = threading.Thread(target=reap, daemon=True)
+        reaper.start()
         while self.proc.poll() is None:
             self._periodic()
             if self.terminated.wait(0.5):
                 self._stop_child()
                 break
         code = self.proc.wait()
+        reaper.join(timeout=1)
         pump.join(timeout=5)
         sig = -code if code < 0 else None
         exit_code = 128 + sig if sig else code
-        return self._finish(exit_code, sig, started, tail=list(pump.tail))
+        finished = exit_time[0] if exit_time else time.time()
+        return self._finish(exit_code, sig, started, tail=list(pump.tail), finished=finished)
 
     def _periodic(self) -> None:
         if self.sampler is not None and self.sampler.poll():
@@ -272,7 +304,9 @@ class Launcher:
         *,
         tail: list[str] | None = None,
         setup_error: str | None = None,
+        finished: float | None = None,
     ) -> int:
+        finished = finished or time.time()  # before the final sync, which may take a while
         data_error = self.mounts.final_sync()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         report: dict[str, Any] = {
@@ -280,7 +314,7 @@ class Launcher:
             "signal": sig,
             "log_tail": tail or [],
             "started": started,
-            "finished": time.time(),
+            "finished": finished,
             "peak_rss_mib": int(usage.ru_maxrss / 1024),
             "setup_error": setup_error,
             "data_access_error": data_error,

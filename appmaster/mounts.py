@@ -1,11 +1,25 @@
 """Read-write mounts in the task launcher: restore before the command, sync back while it runs.
 
 Read-only mounts need no code here: they are YARN localized resources (cached by the
-NodeManager). A read-write mount is a directory in the working dir mirrored to an HDFS
-directory: restored before the user command starts (so a retry resumes from the last
-checkpoint), synced every ``sync_interval`` and once more when the task ends — also when it
-fails or YARN stops it. Each file is written to a temporary name and renamed, so a sync cut
-short by SIGKILL leaves the previous version intact.
+NodeManager; see :mod:`client.staging`). A read-write mount is a directory in the working dir
+mirrored to an HDFS directory:
+
+* :meth:`MountSyncer.restore` creates the HDFS directory when missing and copies its content
+  into the task before the user command starts, so a retry resumes from the last checkpoint
+  (``DLSUBMIT_RESUME=1``). An HDFS directory that cannot be created or read raises
+  :class:`MountError` naming the mount, the HDFS path and the reason: the launcher reports it
+  as a data-access failure (DATA_ACCESS), not as a broken environment.
+* :meth:`MountSyncer.maybe_sync` uploads new and changed files every ``sync_interval``;
+  :meth:`MountSyncer.final_sync` once more when the task ends — also when it fails or YARN stops
+  it. YARN sends SIGKILL ``yarn.nodemanager.sleep-delay-before-sigkill.ms`` (250 ms by default)
+  after SIGTERM, so the final sync of a killed task may be cut short: what is safe in HDFS is
+  what the last periodic sync uploaded. Choose ``sync_interval`` as the work you can afford to
+  lose.
+
+Each file is streamed to ``<name>._COPYING_`` and swapped in with the NameNode's atomic rename
+(overwrite), so a sync cut short by SIGKILL leaves the previous version intact and a reader never
+sees a half-written file. Files this task uploaded and then deleted locally (temporary files,
+old checkpoints) are deleted in HDFS too; files it only restored are never deleted.
 """
 
 from __future__ import annotations
@@ -15,6 +29,7 @@ import os
 import posixpath
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from client.errors import DLSubmitError
@@ -23,7 +38,14 @@ from client.spec import JobSpec, Mount, MountMode
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MountSyncer"]
+__all__ = ["COPYING_SUFFIX", "MountError", "MountSyncer"]
+
+COPYING_SUFFIX = "._COPYING_"  # as `hdfs dfs -put` names a file it is still writing
+SYNC_THREADS = 8  # parallel uploads per sync
+
+
+class MountError(DLSubmitError, OSError):
+    """An rw mount's HDFS directory could not be created or restored (path and reason)."""
 
 
 class MountSyncer:
@@ -37,31 +59,51 @@ class MountSyncer:
         self.workdir = workdir
         self.clock = clock
         self.resumed = False
-        self._synced: dict[str, tuple[float, int]] = {}  # local path -> (mtime, size) uploaded
+        self._synced: dict[str, tuple[float, int]] = {}  # local path -> (mtime, size) in HDFS
+        self._uploaded: dict[str, str] = {}  # local path -> HDFS path, for files we uploaded
         self._next_sync = {m.path: clock() + m.sync_interval_s for m in self.mounts}
+        self._broken: set[str] = set()  # mounts whose restore failed: never synced
         self.last_error: str | None = None
+        self.last_sync: dict[str, float] = {}  # mount path -> wall time of its last full sync
 
     def restore(self) -> None:
-        """Create each rw mount's HDFS dir if missing and copy its content into the task."""
+        """Create each rw mount's HDFS dir if missing and copy its content into the task.
+
+        Raises:
+            MountError: a mount's HDFS directory cannot be created or read; the message names
+                the mount, the HDFS path and the reason (also kept in :attr:`last_error`).
+        """
         for mount in self.mounts:
             remote = hdfs_path(mount.source)
             local = self.workdir / mount.path
-            local.mkdir(parents=True, exist_ok=True)
-            self.hdfs.makedirs(remote)
-            for rel, _status in self.hdfs.walk_files(remote):
-                if rel.endswith("._COPYING_"):
-                    continue
-                target = local / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                data = self.hdfs.read_bytes(posixpath.join(remote, rel))
-                if data is None:
-                    continue
-                target.write_bytes(data)
-                st = target.stat()
-                self._synced[str(target)] = (st.st_mtime, st.st_size)
+            try:
+                local.mkdir(parents=True, exist_ok=True)
+                self.hdfs.makedirs(remote)
+                restored = self._restore_files(remote, local)
+            except (DLSubmitError, OSError) as exc:
+                self._broken.add(mount.path)
+                self.last_error = (
+                    f"rw mount {mount.path}: cannot create or restore hdfs://{remote} "
+                    f"from HDFS: {exc}"
+                )
+                raise MountError(self.last_error) from exc
+            if restored:
                 self.resumed = True
-            if self.resumed:
-                logger.info("restored %s from %s", mount.path, remote)
+                logger.info("restored %d file(s) of %s from %s", restored, mount.path, remote)
+            self.last_sync[mount.path] = time.time()
+
+    def _restore_files(self, remote: str, local: Path) -> int:
+        restored = 0
+        for rel, _status in self.hdfs.walk_files(remote):
+            if rel.endswith(COPYING_SUFFIX):
+                continue  # an upload cut short: the previous version (if any) is complete
+            target = local / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.hdfs.download(posixpath.join(remote, rel), str(target))
+            st = target.stat()
+            self._synced[str(target)] = (st.st_mtime, st.st_size)
+            restored += 1
+        return restored
 
     def maybe_sync(self) -> None:
         """Sync each mount whose ``sync_interval`` has passed."""
@@ -72,38 +114,89 @@ class MountSyncer:
                 self._sync(mount)
 
     def final_sync(self) -> str | None:
-        """Sync everything now; returns the error (path and reason) if a sync failed."""
+        """Sync everything now; returns the error (path and reason) if a sync or restore failed."""
         for mount in self.mounts:
             self._sync(mount)
         return self.last_error
 
+    def _changed(self, local: Path) -> tuple[list[tuple[Path, tuple[float, int]]], set[str]]:
+        """Files under ``local`` that differ from what HDFS holds, and every file seen."""
+        changed: list[tuple[Path, tuple[float, int]]] = []
+        seen: set[str] = set()
+        for root, dirs, files in os.walk(local):
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(root) / name
+                seen.add(str(path))
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue  # vanished between listing and stat
+                key = (st.st_mtime, st.st_size)
+                if self._synced.get(str(path)) != key:
+                    changed.append((path, key))
+        return changed, seen
+
+    def _upload(self, path: Path, target: str) -> None:
+        self.hdfs.write_file(target + COPYING_SUFFIX, str(path))
+        self.hdfs.rename(target + COPYING_SUFFIX, target, overwrite=True)
+
     def _sync(self, mount: Mount) -> None:
+        if mount.path in self._broken:
+            return  # never overwrite HDFS with a task that did not start from it
         remote = hdfs_path(mount.source)
         local = self.workdir / mount.path
         if not local.is_dir():
             return
-        uploaded = 0
-        for root, _dirs, files in os.walk(local):
-            for name in files:
-                path = Path(root) / name
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                key = (st.st_mtime, st.st_size)
-                if self._synced.get(str(path)) == key:
-                    continue
+        changed, seen = self._changed(local)
+        uploaded = deleted = 0
+        failed = False
+        # Small files cost a few round trips each (create, write, rename): upload several at
+        # once, which also gets more done in the 250 ms between YARN's SIGTERM and SIGKILL.
+        with ThreadPoolExecutor(max_workers=max(1, min(SYNC_THREADS, len(changed)))) as pool:
+            jobs = {
+                pool.submit(
+                    self._upload, path, posixpath.join(remote, path.relative_to(local).as_posix())
+                ): (path, key)
+                for path, key in changed
+            }
+            for future in as_completed(jobs):
+                path, key = jobs[future]
                 rel = path.relative_to(local).as_posix()
                 target = posixpath.join(remote, rel)
                 try:
-                    self.hdfs.write_bytes(target + "._COPYING_", path.read_bytes())
-                    self.hdfs.delete(target)
-                    self.hdfs.rename(target + "._COPYING_", target)
+                    future.result()
+                except FileNotFoundError:
+                    continue  # deleted locally while we read it (a temporary file)
                 except (DLSubmitError, OSError) as exc:
-                    self.last_error = f"sync of {mount.path}/{rel} to {target} failed: {exc}"
-                    logger.warning("%s", self.last_error)
-                    return
+                    if not failed:
+                        self.last_error = (
+                            f"rw mount {mount.path}: sync of {mount.path}/{rel} to "
+                            f"hdfs://{target} failed: {exc}"
+                        )
+                        logger.warning("%s", self.last_error)
+                    failed = True
+                    continue
                 self._synced[str(path)] = key
+                self._uploaded[str(path)] = target
                 uploaded += 1
-        if uploaded:
-            logger.info("synced %d file(s) of %s to %s", uploaded, mount.path, remote)
+        if failed:
+            return
+        prefix = str(local) + os.sep
+        for gone in [p for p in self._uploaded if p.startswith(prefix) and p not in seen]:
+            target = self._uploaded.pop(gone)
+            self._synced.pop(gone, None)
+            try:
+                self.hdfs.delete(target)
+                deleted += 1
+            except DLSubmitError as exc:
+                logger.warning("could not delete %s (deleted in the task): %s", target, exc)
+        self.last_sync[mount.path] = time.time()
+        if uploaded or deleted:
+            logger.info(
+                "synced %s to %s: %d file(s) uploaded, %d deleted",
+                mount.path,
+                remote,
+                uploaded,
+                deleted,
+            )

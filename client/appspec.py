@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from client.hdfs import hdfs_path
 from client.spec import JobSpec, MountMode
-from client.staging import Staged, StagedFile
+from client.staging import Staged, mount_file
 
 __all__ = ["build_app_spec"]
 
@@ -28,13 +27,6 @@ def _script(module: str, node_python: str) -> str:
         f'export PYTHONPATH="{PACKAGE_NAME}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
         f"exec {node_python} -m {module}\n"
     )
-
-
-def _mount_file(source: str) -> StagedFile:
-    kind = "archive" if source.endswith((".zip", ".tar.gz", ".tgz", ".tar")) else "file"
-    uri = source if source.startswith("hdfs://") else f"hdfs://{hdfs_path(source)}"
-    # PUBLIC: the NodeManager caches it for every job on the node (HDFS permissions allowing).
-    return StagedFile(uri, kind, "public")
 
 
 def build_app_spec(
@@ -62,7 +54,10 @@ def build_app_spec(
         files.update({dest: f.to_dict() for dest, f in staged.files.items()})
         for mount in spec.mounts:
             if mount.mode is MountMode.RO:
-                files[mount.path] = _mount_file(mount.source).to_dict()
+                # Localized by the NodeManager: PUBLIC (cached for every job on the node) where
+                # HDFS permissions allow it, else PRIVATE (cached per user); staging decided.
+                ro = staged.mounts.get(mount.path) or mount_file(mount.source)
+                files[mount.path] = ro.to_dict()
         if staged.archive is not None:
             files[ENV_ARCHIVE_NAME] = staged.archive.to_dict()
         env = dict(common_env)

@@ -8,6 +8,7 @@ translated here: a dead NameNode becomes :class:`ClusterUnreachableError`, anyth
 
 from __future__ import annotations
 
+import builtins
 import json
 import posixpath
 import uuid
@@ -147,10 +148,48 @@ class Hdfs:
         path = hdfs_path(path)
         self._call("delete", path, lambda: self._client.delete(path, recursive=recursive))
 
-    def rename(self, src: str, dst: str) -> None:
-        """Rename ``src`` to ``dst``."""
+    def rename(self, src: str, dst: str, *, overwrite: bool = False) -> None:
+        """Rename ``src`` to ``dst``; ``overwrite`` replaces a file at ``dst`` atomically.
+
+        With ``overwrite`` the NameNode's rename2 (``renameoptions=OVERWRITE``) swaps the file in
+        one step, so a reader (or a restart after SIGKILL) sees the old or the new file, never
+        neither.
+        """
         src, dst = hdfs_path(src), hdfs_path(dst)
-        self._call("rename", src, lambda: self._client.rename(src, dst))
+        if not overwrite:
+            self._call("rename", src, lambda: self._client.rename(src, dst))
+            return
+        # hdfscli's rename() has no options; its generated request helper takes any parameter.
+        self._call(
+            "rename",
+            src,
+            lambda: self._client._rename(src, destination=dst, renameoptions="OVERWRITE"),
+        )
+
+    def write_file(self, path: str, local: str) -> None:
+        """Create or replace the file ``path`` with the local file ``local`` (streamed)."""
+        path = hdfs_path(path)
+
+        def write() -> None:
+            with open(local, "rb") as reader:
+                self._client.write(path, data=reader, overwrite=True)
+
+        self._call("write", path, write)
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of the file ``path`` from ``offset`` (fewer at its end)."""
+        path = hdfs_path(path)
+
+        def read() -> bytes:
+            with self._client.read(path, offset=offset, length=length) as reader:
+                return bytes(reader.read())
+
+        return self._call("read", path, read)
+
+    def list_status(self, path: str) -> builtins.list[tuple[str, dict[str, Any]]]:
+        """(name, FileStatus) of each entry of directory ``path`` (one LISTSTATUS call)."""
+        path = hdfs_path(path)
+        return self._call("list", path, lambda: list(self._client.list(path, status=True)))
 
     @contextmanager
     def open_write(self, path: str) -> Iterator[Any]:

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from appmaster.mounts import MountSyncer
+import pytest
+
+from appmaster.mounts import MountError, MountSyncer
 from client.errors import HdfsError
 from client.hdfs import Hdfs
 from client.spec import JobSpec
@@ -43,11 +45,24 @@ class FakeHdfs:
         self.writes.append(path)
         self.files[path] = data
 
+    def write_file(self, path: str, local: str) -> None:
+        self.write_bytes(path, Path(local).read_bytes())
+
+    def download(self, remote: str, local: str) -> None:
+        Path(local).write_bytes(self.files[remote])
+
     def delete(self, path: str, recursive: bool = False) -> None:
         self.files.pop(path, None)
 
-    def rename(self, src: str, dst: str) -> None:
+    def rename(self, src: str, dst: str, *, overwrite: bool = False) -> None:
+        assert overwrite or dst not in self.files
         self.files[dst] = self.files.pop(src)
+
+    def makedirs_fails(self, reason: str) -> None:
+        def fail(path: str, permission: str | None = None) -> None:
+            raise HdfsError(f"HDFS mkdir {path}: {reason}")
+
+        self.makedirs = fail  # type: ignore[method-assign]
 
 
 class Clock:
@@ -207,3 +222,35 @@ def test_no_rw_mount_means_nothing_to_do(tmp_path: Path) -> None:
     assert syncer.final_sync() is None
     assert syncer.resumed is False
     assert hdfs.dirs == set() and hdfs.writes == []
+
+
+def test_an_rw_target_that_cannot_be_created_is_a_mount_error_naming_it(tmp_path: Path) -> None:
+    hdfs = FakeHdfs()
+    hdfs.makedirs_fails("/user/alice/runs (is not a directory)")
+    syncer = make_syncer(tmp_path, hdfs)
+
+    with pytest.raises(MountError) as info:
+        syncer.restore()
+
+    assert "out" in str(info.value) and REMOTE in str(info.value)
+    assert "is not a directory" in str(info.value)
+    # The launcher reports it as the task's data-access error; nothing is synced afterwards.
+    touch(tmp_path / "out/x", b"x")
+    assert syncer.final_sync() == str(info.value)
+    assert hdfs.writes == []
+
+
+def test_files_deleted_in_the_task_after_upload_are_deleted_in_hdfs(tmp_path: Path) -> None:
+    hdfs = FakeHdfs({f"{REMOTE}/restored.pt": b"old"})
+    syncer = make_syncer(tmp_path, hdfs)
+    syncer.restore()
+    touch(tmp_path / "out/.ckpt.tmp", b"partial")
+    assert syncer.final_sync() is None
+    assert f"{REMOTE}/.ckpt.tmp" in hdfs.files
+
+    (tmp_path / "out/.ckpt.tmp").unlink()
+    (tmp_path / "out/restored.pt").unlink()  # restored, not ours: kept in HDFS
+    assert syncer.final_sync() is None
+
+    assert f"{REMOTE}/.ckpt.tmp" not in hdfs.files
+    assert hdfs.files[f"{REMOTE}/restored.pt"] == b"old"
