@@ -16,9 +16,8 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from client.appspec import build_app_spec
 from client.errors import (
     ClusterUnreachableError,
     DLSubmitError,
@@ -31,10 +30,14 @@ from client.hadoop_conf import addresses, hadoop_user
 from client.hdfs import Hdfs
 from client.record import spec_path, status_path
 from client.rm import AppInfo, ResourceManager
-from client.spec import JobSpec, TaskId
-from client.staging import stage
 from client.states import JobState
-from client.yarn import submit_application
+
+if TYPE_CHECKING:
+    from client.spec import JobSpec
+
+# The read paths (status, list, kill, logs) import only what they use: the spec model (yaml),
+# staging (zip) and Skein are imported by submit/clone alone. `dlsubmit status` is a new
+# process each time, and its imports are most of its cost (BENCHMARKS.md).
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +225,7 @@ class Job:
             self.client.rm.app(self.app_id),
             self.record(),
             user=self.client.user,
-            task=TaskId.parse(task) if task else None,
+            task=_task_id(task),
             attempt=attempt,
             tail=tail,
         )
@@ -236,7 +239,7 @@ class Job:
             self.client.hdfs,
             self.app_id,
             user=self.client.user,
-            task=TaskId.parse(task) if task else None,
+            task=_task_id(task),
         )
 
     def stored_spec(self) -> dict[str, Any]:
@@ -282,6 +285,10 @@ class Client:
     def submit(self, spec: JobSpec, *, staged_files: dict[str, str] | None = None) -> Job:
         """Validate against the cluster, stage files, submit; returns the job handle."""
         self.validate(spec)
+        from client.appspec import build_app_spec
+        from client.staging import stage
+        from client.yarn import submit_application
+
         staged = stage(spec, self.hdfs, self.user)
         cluster_env = {
             "DLSUBMIT_RM_URL": self.rm.url,
@@ -342,6 +349,8 @@ class Client:
         raw["files"] = {dest: f["source"] for dest, f in staged_files.items()}
         if overrides:
             raw = apply_overrides(raw, overrides)
+        from client.spec import JobSpec
+
         return self.submit(JobSpec.from_dict(raw))
 
     def ping(self) -> None:
@@ -350,3 +359,9 @@ class Client:
             self.rm.cluster_info()
         except ClusterUnreachableError:
             raise
+
+
+def _task_id(task: str | None) -> Any:
+    from client.spec import TaskId
+
+    return TaskId.parse(task) if task else None

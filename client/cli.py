@@ -18,7 +18,6 @@ import click
 
 from client.api import Client, JobStatus
 from client.errors import DLSubmitError, JobFailedError
-from client.spec import JobSpec, parse_set_options
 from client.states import JobState
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +44,8 @@ def handle_errors(fn: F) -> F:
 
 
 def _overrides(items: tuple[str, ...]) -> dict[str, str]:
+    from client.spec import parse_set_options
+
     return parse_set_options(list(items))
 
 
@@ -109,7 +110,7 @@ def cli() -> None:
 @handle_errors
 def submit(job_yaml: str, sets: tuple[str, ...], wait: bool, as_json: bool) -> None:
     """Validate, upload and submit JOB_YAML; prints the application id."""
-    spec = JobSpec.load(job_yaml, overrides=_overrides(sets))
+    spec = _load(job_yaml, sets)
     client = Client()
     job = client.submit(spec)
     if not wait:
@@ -165,7 +166,7 @@ def validate(job_yaml: str, sets: tuple[str, ...], print_env: bool) -> None:
     """Every check of submit against the live cluster; nothing is submitted."""
     from appmaster.rendezvous import placeholder_endpoints, task_env
 
-    spec = JobSpec.load(job_yaml, overrides=_overrides(sets))
+    spec = _load(job_yaml, sets)
     for warning in Client().validate(spec):
         say(f"warning: {warning}")
     if print_env:
@@ -306,3 +307,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _load(job_yaml: str, sets: tuple[str, ...]) -> Any:
+    from client.spec import JobSpec
+
+    return JobSpec.load(job_yaml, overrides=_overrides(sets))

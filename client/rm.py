@@ -2,8 +2,11 @@
 NodeManagers'.
 
 Answers become small frozen dataclasses (:class:`AppInfo`, :class:`QueueInfo`,
-:class:`NodeInfo`, ...) so that the rest of the client never walks raw JSON. Every
-``requests`` error is translated here, in :meth:`ResourceManager._send`:
+:class:`NodeInfo`, ...) so that the rest of the client never walks raw JSON. HTTP goes through
+the standard library (:mod:`http.client`): ``dlsubmit status``/``list``/``kill`` are started
+as new processes, and importing ``requests`` alone would cost more than the calls themselves
+(see BENCHMARKS.md). Every transport error is translated here, in
+:meth:`ResourceManager._send`:
 
 * no connection or a timeout → :class:`~client.errors.ClusterUnreachableError` (exit 3), naming
   the URL and how the cluster was located (``HADOOP_CONF_DIR``);
@@ -19,15 +22,16 @@ parsing helpers accept both.
 from __future__ import annotations
 
 import enum
+import http.client
+import json as jsonlib
 import logging
 import os
 import re
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import requests
 
 from client.errors import (
     ClusterUnreachableError,
@@ -59,10 +63,84 @@ GPU_RESOURCE = "yarn.io/gpu"
 
 # (connect, read) seconds: a CLI call should fail fast rather than hang on a dead host.
 _TIMEOUT_S = (3.0, 10.0)
-# One pooled session for the process: keeps connections to the RM alive across polls.
-_SESSION = requests.Session()
-_SESSION.headers.update({"Accept": "application/json"})
+_JSON = {"Accept": "application/json"}
 _TEXT = {"Accept": "text/plain, */*"}
+_MAX_REDIRECTS = 5
+
+
+class _TransportError(Exception):
+    """A connection could not be made or timed out (``timed_out`` tells which)."""
+
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+@dataclass(frozen=True)
+class _Response:
+    """The parts of an HTTP answer this module reads."""
+
+    status_code: int
+    reason: str
+    content: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code < 400
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
+def _http(
+    method: str,
+    url: str,
+    params: Mapping[str, str] | None,
+    body: Any,
+    headers: Mapping[str, str] | None,
+) -> _Response:
+    """One HTTP exchange (following redirects), with (connect, read) timeouts."""
+    if params:
+        url = f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(params)}"
+    data = None if body is None else jsonlib.dumps(body).encode()
+    send_headers = {**_JSON, **(headers or {})}
+    if data is not None:
+        send_headers["Content-Type"] = "application/json"
+    connect_s, read_s = _TIMEOUT_S
+    for _ in range(_MAX_REDIRECTS + 1):
+        parts = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=connect_s)
+        try:
+            try:
+                conn.connect()
+            except TimeoutError as exc:
+                raise _TransportError(str(exc) or "connect timed out", True) from exc
+            except OSError as exc:
+                raise _TransportError(str(exc), False) from exc
+            assert conn.sock is not None
+            conn.sock.settimeout(read_s)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            try:
+                conn.request(method, path or "/", body=data, headers=send_headers)
+                answer = conn.getresponse()
+                content = answer.read()
+            except TimeoutError as exc:
+                raise _TransportError(str(exc) or "read timed out", True) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                raise _TransportError(str(exc) or type(exc).__name__, False) from exc
+        finally:
+            conn.close()
+        location = answer.getheader("Location")
+        if answer.status in (301, 302, 303, 307, 308) and location:
+            url = urllib.parse.urljoin(url, location)
+            continue
+        return _Response(answer.status, answer.reason or "", content)
+    raise DLSubmitError(f"{method} {url}: too many redirects (more than {_MAX_REDIRECTS})")
+
 
 _APP_ID_RE = re.compile(r"application_\d+_\d+")
 _CONTAINER_ID_RE = re.compile(r"container_(?:e\d+_)?\d+_\d+_\d+_\d+")
@@ -470,8 +548,9 @@ class ResourceManager:
         path = f"/ws/v1/cluster/apps/{app_id}/state"
         # user.name: on clusters with simple HTTP auth the RM otherwise acts as dr.who, who may
         # not kill anything; with the default static-user filter it is ignored.
-        self._send("PUT", self.url + path, params={"user.name": hadoop_user()}, json=body,
-                   app_id=app_id)
+        self._send(
+            "PUT", self.url + path, params={"user.name": hadoop_user()}, json=body, app_id=app_id
+        )
         deadline = time.monotonic() + timeout_s
         while True:
             state = self.app_state(app_id)
@@ -590,16 +669,12 @@ class ResourceManager:
         app_id: str | None = None,
         missing_ok: bool = False,
         what: str = "ResourceManager",
-    ) -> requests.Response | None:
-        """One HTTP call with every ``requests`` error translated into the dlsubmit tree."""
+    ) -> _Response | None:
+        """One HTTP call with every transport error translated into the dlsubmit tree."""
         try:
-            response = _SESSION.request(
-                method, url, params=params, json=json, headers=headers, timeout=_TIMEOUT_S
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            response = _http(method, url, params, json, headers)
+        except _TransportError as exc:
             raise ClusterUnreachableError(_unreachable(what, method, url, exc)) from exc
-        except requests.RequestException as exc:
-            raise DLSubmitError(f"{what} {method} {url} failed: {exc}") from exc
         if response.ok:
             return response
         message = _remote_message(response)
@@ -783,11 +858,15 @@ def _node(raw: dict[str, Any]) -> NodeInfo:
     total = raw.get("totalResource")
     used = raw.get("usedResource")
     available = raw.get("availableResource")
-    used_resource = _resource(used) if used else Resource(
-        _int(raw.get("usedMemoryMB")), _int(raw.get("usedVirtualCores"))
+    used_resource = (
+        _resource(used)
+        if used
+        else Resource(_int(raw.get("usedMemoryMB")), _int(raw.get("usedVirtualCores")))
     )
-    available_resource = _resource(available) if available else Resource(
-        _int(raw.get("availMemoryMB")), _int(raw.get("availableVirtualCores"))
+    available_resource = (
+        _resource(available)
+        if available
+        else Resource(_int(raw.get("availMemoryMB")), _int(raw.get("availableVirtualCores")))
     )
     if total:
         total_resource = _resource(total)
@@ -832,8 +911,19 @@ def _queue(raw: dict[str, Any], path: str) -> QueueInfo:
 def _leaf_queues(info: dict[str, Any]) -> Iterator[QueueInfo]:
     kind = _str(info.get("type"))
     if kind == "fifoScheduler":
-        yield QueueInfo("default", "root.default", _str(info.get("qstate")) or "RUNNING",
-                        100.0, 100.0, 100.0, 100.0, None, None, 0, ())
+        yield QueueInfo(
+            "default",
+            "root.default",
+            _str(info.get("qstate")) or "RUNNING",
+            100.0,
+            100.0,
+            100.0,
+            100.0,
+            None,
+            None,
+            0,
+            (),
+        )
     elif kind == "fairScheduler":
         yield from _fair_leaves(_obj(info, "rootQueue"))
     else:
@@ -890,10 +980,10 @@ def _nm_missing(message: str) -> bool:
     return any(marker in message for marker in _NM_MISSING)
 
 
-def _json(response: requests.Response, url: str) -> dict[str, Any]:
+def _json(response: _Response, url: str) -> dict[str, Any]:
     try:
         data = response.json()
-    except ValueError as exc:  # requests' JSONDecodeError is a ValueError too
+    except ValueError as exc:
         raise DLSubmitError(
             f"{_short(url)} answered {response.status_code} with something that is not JSON: "
             f"{response.text[:200]!r}; is this a YARN web address?"
@@ -901,7 +991,7 @@ def _json(response: requests.Response, url: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _remote_message(response: requests.Response) -> str:
+def _remote_message(response: _Response) -> str:
     """The message of the RM's ``RemoteException`` (or the first line of a text answer)."""
     try:
         data = response.json()
@@ -920,7 +1010,7 @@ def _remote_message(response: requests.Response) -> str:
 
 
 def _unreachable(what: str, method: str, url: str, exc: Exception) -> str:
-    kind = "timed out" if isinstance(exc, requests.Timeout) else "is unreachable"
+    kind = "timed out" if getattr(exc, "timed_out", False) else "is unreachable"
     base = url.split("/ws/", 1)[0]
     conf = os.environ.get("HADOOP_CONF_DIR") or "(not set)"
     return (
@@ -932,4 +1022,3 @@ def _unreachable(what: str, method: str, url: str, exc: Exception) -> str:
 def _short(url: str) -> str:
     """The path part of a REST URL, for messages."""
     return "/ws/" + url.split("/ws/", 1)[1] if "/ws/" in url else url
-
