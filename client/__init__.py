@@ -16,7 +16,6 @@ from client.errors import (
     UsageError,
     WaitTimeoutError,
 )
-from client.spec import JobSpec, TaskId
 from client.states import JobState
 
 __all__ = [
@@ -38,9 +37,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # Client/Job pull in requests, hdfs and skein; containers import client.spec alone.
+    # Imported on first use: the CLI's read paths (`dlsubmit status`) need neither the spec
+    # model (yaml) nor the submission machinery, and a new process pays for every import.
     if name in ("Client", "Job"):
         from client import api
 
         return getattr(api, name)
+    if name in ("JobSpec", "TaskId"):
+        from client import spec
+
+        return getattr(spec, name)
     raise AttributeError(name)

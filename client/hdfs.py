@@ -11,14 +11,14 @@ from __future__ import annotations
 import builtins
 import json
 import posixpath
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlparse
-
-import hdfs as hdfscli
-import requests
 
 from client.errors import ClusterUnreachableError, HdfsError
 from client.hadoop_conf import addresses, hadoop_user
@@ -41,9 +41,23 @@ class Hdfs:
     def __init__(self, url: str | None = None, user: str | None = None, timeout_s: float = 30):
         self.url = (url or addresses().webhdfs_url).rstrip("/")
         self.user = user or hadoop_user()
-        self._client = hdfscli.InsecureClient(self.url, user=self.user, timeout=timeout_s)
+        self.timeout_s = timeout_s
+        self._hdfscli: Any = None
+
+    @property
+    def _client(self) -> Any:
+        # HdfsCLI (and requests under it) is imported on first use: reading a job record
+        # (`dlsubmit status`) needs only read_bytes(), which uses the standard library.
+        if self._hdfscli is None:
+            import hdfs as hdfscli
+
+            self._hdfscli = hdfscli.InsecureClient(self.url, user=self.user, timeout=self.timeout_s)
+        return self._hdfscli
 
     def _call(self, what: str, path: str, fn: Callable[[], _T]) -> _T:
+        import hdfs as hdfscli
+        import requests
+
         try:
             return fn()
         except requests.exceptions.ConnectionError as exc:
@@ -85,19 +99,25 @@ class Hdfs:
         self.rename(tmp, path)
 
     def read_bytes(self, path: str) -> bytes | None:
-        """Content of the file ``path``, or None when it does not exist."""
+        """Content of the file ``path``, or None when it does not exist.
+
+        Plain ``urllib``: OPEN answers with a redirect to a DataNode, which urllib follows.
+        """
         path = hdfs_path(path)
-
-        def read() -> bytes | None:
-            try:
-                with self._client.read(path) as reader:
-                    return bytes(reader.read())
-            except hdfscli.util.HdfsError as exc:
-                if _is_missing(exc):
-                    return None
-                raise
-
-        return self._call("read", path, read)
+        query = urllib.parse.urlencode({"op": "OPEN", "user.name": self.user})
+        url = f"{self.url}/webhdfs/v1{urllib.parse.quote(path)}?{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as answer:
+                return bytes(answer.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode("utf-8", "replace")
+            if exc.code == 404 or "FileNotFoundException" in body:
+                return None
+            raise HdfsError(f"HDFS read {path}: HTTP {exc.code} {_remote(body)}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ClusterUnreachableError(
+                f"HDFS NameNode at {self.url} is unreachable (read {path}); is the cluster up?"
+            ) from exc
 
     def read_json(self, path: str) -> Any:
         """Parsed JSON content of ``path``, or None when it does not exist."""
@@ -203,6 +223,14 @@ class Hdfs:
 def _reason(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:500]
+
+
+def _remote(body: str) -> str:
+    """The message of a WebHDFS RemoteException answer (or the body's first line)."""
+    try:
+        return str(json.loads(body)["RemoteException"]["message"])[:500]
+    except (ValueError, KeyError, TypeError):
+        return body.strip().splitlines()[0][:500] if body.strip() else "(no message)"
 
 
 def _is_missing(exc: Exception) -> bool:
