@@ -305,11 +305,11 @@ def main() -> None:
     cli(prog_name="dlsubmit")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _load(job_yaml: str, sets: tuple[str, ...]) -> Any:
     from client.spec import JobSpec
 
     return JobSpec.load(job_yaml, overrides=_overrides(sets))
+
+
+if __name__ == "__main__":
+    main()
