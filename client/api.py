@@ -204,7 +204,12 @@ class Job:
             record.setdefault("events", []).append(
                 {"time": time.time(), "message": "job KILLED: stopped by dlsubmit kill"}
             )
-            self.client.hdfs.write_json(status_path(self.client.user, self.app_id), record)
+            try:
+                self.client.hdfs.write_json(status_path(self.client.user, self.app_id), record)
+            except DLSubmitError as exc:  # YARN has killed it; the record is a courtesy
+                logger.warning(
+                    "%s is killed; its record could not be updated: %s", self.app_id, exc
+                )
 
     def diagnose(self) -> dict[str, Any]:
         """Root cause and every attempt's failure (JOBSPEC.md, "Diagnosis")."""

@@ -95,8 +95,7 @@ class Hdfs:
         """Replace ``path`` with ``value`` as JSON; readers never see a half-written file."""
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # writers (AppMaster, `kill`) never share one
         self.write_bytes(tmp, json.dumps(value, sort_keys=True).encode())
-        self.delete(path)
-        self.rename(tmp, path)
+        self.rename(tmp, path, overwrite=True)  # one atomic swap, also between two writers
 
     def read_bytes(self, path: str) -> bytes | None:
         """Content of the file ``path``, or None when it does not exist.

@@ -190,7 +190,10 @@ def _recovery(
 ) -> float:
     """Seconds from the failure to the moment every task of ``attempt`` had started (printed)."""
     events = _events(app_id)
-    running = _event_time(events, rf"^attempt {attempt}/\d+ running: all \d+ tasks registered")
+    # "attempt 2/3 running", or past max_attempts "attempt 2 (1/1 counted) running".
+    running = _event_time(
+        events, rf"^attempt {attempt}(?:/\d+| \(\d+/\d+ counted\)) running: all \d+ tasks registered"
+    )
     seconds = running - failed_at
     steps = " | ".join(
         f"{e['time'] - failed_at:+6.1f}s {e['message']}"
@@ -374,7 +377,9 @@ def _am_node(app_id: str) -> str:
 
 
 def _nm_pid(name: str) -> int:
-    pid = int((REPO / ".cluster" / "run" / f"{name}.pid").read_text().split()[0])
+    # The cluster's state dir holds its conf dir (HADOOP_CONF_DIR) and the daemons' pid files.
+    state = Path(os.environ["HADOOP_CONF_DIR"]).parent
+    pid = int((state / "run" / f"{name}.pid").read_text().split()[0])
     argv = Path(f"/proc/{pid}/cmdline").read_bytes()
     assert b"NodeManager" in argv, f"{name}.pid ({pid}) is not a NodeManager"
     return pid
