@@ -190,12 +190,13 @@ def test_files_of_a_killed_task_are_in_hdfs_up_to_the_last_sync(
     """)
     app_id = record_app(submit(str(job)))
     wait_for(lambda: status_json(app_id)["state"] == "RUNNING", 600, "RUNNING", interval_s=2)
-    synced = wait_for(
-        lambda: len(names := [n for n in hdfs.list(out) if n.startswith("f")]) >= 8 and names,
-        120,
-        "two periodic syncs",
-        interval_s=0.5,
-    )
+
+    def in_hdfs(at_least: int) -> list[str]:
+        names = [n for n in hdfs.list(out) if n.startswith("f") and "._COPYING_" not in n]
+        return names if len(names) >= at_least else []
+
+    first = wait_for(lambda: in_hdfs(4), 120, "a first periodic sync", interval_s=0.5)
+    synced = wait_for(lambda: in_hdfs(len(first) + 8), 60, "later periodic syncs", 0.5)
     # What the task had written just before the kill, from its live log (the NodeManager's
     # copy): a container killed this way may never reach YARN's aggregated logs.
     live = logs(app_id, "--task", "worker:0")
@@ -211,9 +212,10 @@ def test_files_of_a_killed_task_are_in_hdfs_up_to_the_last_sync(
         assert hdfs.read_bytes(f"{out}/{name}") == f"file {int(name[1:])}\n".encode()
     print(f"\nkilled task: {written}+ files written before the kill, {len(after)} in HDFS "
           f"after it (sync every 2 s = 8 files)")  # fmt: skip
-    # What the task wrote after the last periodic sync (at most one interval: 2 s = 8 files,
-    # plus scheduling slack) may be lost; everything before it is in HDFS.
-    assert written - len(after) <= 12, (written, len(after))
+    # What the task wrote after the last periodic sync may be lost: one interval (2 s = 8
+    # files) plus the sync's own time (a WebHDFS create+close takes ~0.5 s here). The final
+    # sync after SIGTERM rarely makes it: SIGKILL follows 250 ms later.
+    assert written - len(after) <= 16, (written, len(after))
 
 
 def test_an_rw_target_that_cannot_be_written_ends_data_access(

@@ -254,3 +254,33 @@ def test_files_deleted_in_the_task_after_upload_are_deleted_in_hdfs(tmp_path: Pa
 
     assert f"{REMOTE}/.ckpt.tmp" not in hdfs.files
     assert hdfs.files[f"{REMOTE}/restored.pt"] == b"old"
+
+
+def test_files_become_visible_oldest_first_and_a_failure_stops_the_later_ones(
+    tmp_path: Path,
+) -> None:
+    hdfs = FakeHdfs()
+    renames: list[str] = []
+    rename = hdfs.rename
+
+    def recording_rename(src: str, dst: str, *, overwrite: bool = False) -> None:
+        renames.append(posixpath.relpath(dst, REMOTE))
+        rename(src, dst, overwrite=overwrite)
+
+    hdfs.rename = recording_rename  # type: ignore[method-assign]
+    syncer = make_syncer(tmp_path, hdfs)
+    syncer.restore()
+    # Written shard-b, shard-a, then the commit marker: names sort otherwise.
+    touch(tmp_path / "out/step-10/shard-b", b"b", mtime=1_000_001)
+    touch(tmp_path / "out/step-10/shard-a", b"a", mtime=1_000_002)
+    touch(tmp_path / "out/step-10/.metadata", b"m", mtime=1_000_003)
+    assert syncer.final_sync() is None
+    assert renames == ["step-10/shard-b", "step-10/shard-a", "step-10/.metadata"]
+
+    renames.clear()
+    touch(tmp_path / "out/step-20/shard", b"s", mtime=1_000_010)
+    touch(tmp_path / "out/step-20/.metadata", b"m", mtime=1_000_011)
+    hdfs.fail_writes_under = f"{REMOTE}/step-20/shard"
+    assert syncer.final_sync() is not None
+    assert renames == []  # the marker stays invisible while its shard is missing
+    assert f"{REMOTE}/step-20/.metadata" not in hdfs.files
