@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appmaster import classify as cls
-from appmaster.rendezvous import Endpoint, task_env
+from appmaster.rendezvous import Endpoint, attempt_envs
 from appmaster.retry import Decision, RetryBudget, decide, next_budget
 from client.failures import Category, Failure
 from client.spec import JobSpec, TaskId
@@ -167,6 +167,8 @@ class Controller:
         self.state = JobState.SUBMITTED
         self.attempt = 0
         self.tasks: dict[str, TaskRecord] = {}
+        self._containers: dict[str, TaskRecord] = {}  # Skein container id -> task
+        self._tracked_left = 0  # tracked tasks of this attempt that have not succeeded
         self.attempts: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.budget = RetryBudget()
@@ -200,6 +202,7 @@ class Controller:
     def bind_container(self, task: str, container_id: str) -> None:
         """Record the Skein container id returned for ``task``'s request."""
         self.tasks[task].container_id = container_id
+        self._containers[container_id] = self.tasks[task]
 
     def on_container(
         self,
@@ -358,6 +361,10 @@ class Controller:
             str(t): TaskRecord(task=t, rank=rank, attempt=self.attempt)
             for rank, t in enumerate(self.spec.tasks())
         }
+        self._containers = {}
+        self._tracked_left = sum(
+            1 for rec in self.tasks.values() if self.spec.roles[rec.task.role].tracked
+        )
         self.attempts.append(
             {
                 "attempt": self.attempt,
@@ -417,17 +424,16 @@ class Controller:
             name: Endpoint(rec.host or "localhost", rec.port or 0)
             for name, rec in self.tasks.items()
         }
-        actions: list[Action] = []
-        for name, rec in self.tasks.items():
-            env = task_env(
-                self.spec,
-                rec.task,
-                app_id=self.app_id,
-                attempt=self.attempt,
-                endpoints=endpoints,
-                rendezvous=self.rendezvous,
-            )
-            actions.append(PublishEnv(f"a{self.attempt}/env/{name}", env))
+        envs = attempt_envs(
+            self.spec,
+            app_id=self.app_id,
+            attempt=self.attempt,
+            endpoints=endpoints,
+            rendezvous=self.rendezvous,
+        )
+        actions: list[Action] = [
+            PublishEnv(f"a{self.attempt}/env/{name}", env) for name, env in envs.items()
+        ]
         self._move(JobState.RUNNING)
         self.attempts[-1]["state"] = "RUNNING"
         waited = now - self._attempt_started
@@ -480,10 +486,10 @@ class Controller:
             rec.state = "SUCCEEDED"
             rec.exit_code = 0
             self.dirty = True
-            return self._maybe_succeed(now)
+            return self._maybe_succeed(rec, now)
         if rec.report is None and rec.yarn is not None and rec.yarn.state == "SUCCEEDED":
             rec.state, rec.exit_code = "SUCCEEDED", 0
-            return self._maybe_succeed(now)
+            return self._maybe_succeed(rec, now)
         if rec.report is not None and rec.yarn is None and not rec.stopped_by_am:
             return []  # wait (bounded, see tick) for YARN's view before classifying
         return self._fail_task(rec, now)
@@ -513,9 +519,14 @@ class Controller:
                 self._failing_since = now
         return []
 
-    def _maybe_succeed(self, now: float) -> list[Action]:
+    def _maybe_succeed(self, rec: TaskRecord, now: float) -> list[Action]:
+        # Called once per task that succeeded: a counter, not a pass over every task.
+        if self.spec.roles[rec.task.role].tracked:
+            self._tracked_left -= 1
+        if self._failing_since is not None or self._tracked_left > 0:
+            return []
         tracked = [r for r in self.tasks.values() if self.spec.roles[r.task.role].tracked]
-        if self._failing_since is not None or not all(r.state == "SUCCEEDED" for r in tracked):
+        if not all(r.state == "SUCCEEDED" for r in tracked):
             return []
         actions = self._stop_remaining(now)
         self.attempts[-1].update(state="SUCCEEDED", finished=now)
@@ -625,10 +636,9 @@ class Controller:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _by_container(self, container_id: str) -> TaskRecord | None:
-        for rec in self.tasks.values():
-            if rec.container_id == container_id:
-                return rec
-        return None
+        # An index, not a scan: the master asks for every container on every poll.
+        rec = self._containers.get(container_id)
+        return rec if rec is not None and rec.container_id == container_id else None
 
     def _move(self, new: JobState) -> None:
         if new is not self.state:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from client.spec import Framework, JobSpec, TaskId
 
-__all__ = ["Endpoint", "placeholder_endpoints", "task_env"]
+__all__ = ["Endpoint", "Layout", "attempt_envs", "placeholder_endpoints", "task_env"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def task_env(
     """The environment dlsubmit gives ``task`` (JOBSPEC.md, "What a task sees").
 
     User variables (``environment.env``, then the role's ``env``) come first; dlsubmit's own
-    variables are set last so a spec cannot break the wiring by accident.
+    variables are set last so a spec cannot break the wiring by accident. For every task of an
+    attempt at once, use :func:`attempt_envs` (linear in the number of tasks).
 
     Args:
         spec: the job.
@@ -54,85 +55,107 @@ def task_env(
         endpoints: ``"worker:0"`` → its registered endpoint, for every task of the attempt.
         rendezvous: the AppMaster's rendezvous endpoint (Horovod's gloo rendezvous).
     """
-    tasks = spec.tasks()
-    rank = tasks.index(task)
-    env: dict[str, str] = {**spec.environment.env, **spec.roles[task.role].env}
-    env.update(
-        DLSUBMIT_APP_ID=app_id,
-        DLSUBMIT_JOB_NAME=spec.name,
-        DLSUBMIT_ATTEMPT=str(attempt),
-        DLSUBMIT_ROLE=task.role,
-        DLSUBMIT_INDEX=str(task.index),
-        DLSUBMIT_RANK=str(rank),
-        DLSUBMIT_WORLD_SIZE=str(len(tasks)),
-    )
-    local_rank, local_size = _local_rank(tasks, task, endpoints)
-    if spec.framework is Framework.PYTORCH:
-        master = endpoints[str(tasks[0])]
+    layout = Layout(spec, endpoints)
+    return layout.env(task, app_id=app_id, attempt=attempt, rendezvous=rendezvous)
+
+
+def attempt_envs(
+    spec: JobSpec,
+    *,
+    app_id: str,
+    attempt: int,
+    endpoints: Mapping[str, Endpoint],
+    rendezvous: Endpoint | None = None,
+) -> dict[str, dict[str, str]]:
+    """Every task's environment (``"worker:0"`` → env), the layout computed once."""
+    layout = Layout(spec, endpoints)
+    return {
+        str(task): layout.env(task, app_id=app_id, attempt=attempt, rendezvous=rendezvous)
+        for task in layout.tasks
+    }
+
+
+class Layout:
+    """Ranks, local ranks and host groups of one attempt, computed once (O(tasks))."""
+
+    def __init__(self, spec: JobSpec, endpoints: Mapping[str, Endpoint]) -> None:
+        self.spec = spec
+        self.endpoints = endpoints
+        self.tasks = spec.tasks()
+        self.rank = {str(t): i for i, t in enumerate(self.tasks)}
+        by_host: dict[str, list[str]] = {}
+        for t in self.tasks:
+            by_host.setdefault(endpoints[str(t)].host, []).append(str(t))
+        self.local_rank: dict[str, int] = {}
+        self.local_size: dict[str, int] = {}
+        for names in by_host.values():
+            for i, name in enumerate(names):
+                self.local_rank[name], self.local_size[name] = i, len(names)
+        # Tasks with the same local rank on different hosts form one "cross" ring (Horovod).
+        rings: dict[int, list[str]] = {}
+        for t in self.tasks:
+            rings.setdefault(self.local_rank[str(t)], []).append(str(t))
+        self.cross_rank = {name: i for ring in rings.values() for i, name in enumerate(ring)}
+        self.cross_size = {name: len(ring) for ring in rings.values() for name in ring}
+        self._tf_cluster = {
+            role: [str(endpoints[f"{role}:{i}"]) for i in range(spec.roles[role].instances)]
+            for role in spec.role_order()
+        }
+
+    def env(
+        self, task: TaskId, *, app_id: str, attempt: int, rendezvous: Endpoint | None
+    ) -> dict[str, str]:
+        """One task's environment (see :func:`task_env`)."""
+        spec, name = self.spec, str(task)
+        rank, world = self.rank[name], len(self.tasks)
+        env: dict[str, str] = {**spec.environment.env, **spec.roles[task.role].env}
         env.update(
-            MASTER_ADDR=master.host,
-            MASTER_PORT=str(master.port) if master.port >= 0 else "<port>",
-            WORLD_SIZE=str(len(tasks)),
-            RANK=str(rank),
-            LOCAL_RANK=str(local_rank),
-            LOCAL_WORLD_SIZE=str(local_size),
+            DLSUBMIT_APP_ID=app_id,
+            DLSUBMIT_JOB_NAME=spec.name,
+            DLSUBMIT_ATTEMPT=str(attempt),
+            DLSUBMIT_ROLE=task.role,
+            DLSUBMIT_INDEX=str(task.index),
+            DLSUBMIT_RANK=str(rank),
+            DLSUBMIT_WORLD_SIZE=str(world),
         )
-    elif spec.framework is Framework.TENSORFLOW:
-        env["TF_CONFIG"] = tf_config(spec, task, endpoints)
-    elif spec.framework is Framework.HOROVOD:
-        env.update(_horovod_env(tasks, task, rank, local_rank, local_size, endpoints, rendezvous))
-    return env
+        local_rank, local_size = self.local_rank[name], self.local_size[name]
+        if spec.framework is Framework.PYTORCH:
+            master = self.endpoints[str(self.tasks[0])]
+            env.update(
+                MASTER_ADDR=master.host,
+                MASTER_PORT=str(master.port) if master.port >= 0 else "<port>",
+                WORLD_SIZE=str(world),
+                RANK=str(rank),
+                LOCAL_RANK=str(local_rank),
+                LOCAL_WORLD_SIZE=str(local_size),
+            )
+        elif spec.framework is Framework.TENSORFLOW:
+            env["TF_CONFIG"] = json.dumps(
+                {"cluster": self._tf_cluster, "task": {"type": task.role, "index": task.index}},
+                separators=(",", ":"),
+            )
+        elif spec.framework is Framework.HOROVOD:
+            env.update(
+                HOROVOD_CONTROLLER="gloo",
+                HOROVOD_CPU_OPERATIONS="gloo",
+                HOROVOD_RANK=str(rank),
+                HOROVOD_SIZE=str(world),
+                HOROVOD_LOCAL_RANK=str(local_rank),
+                HOROVOD_LOCAL_SIZE=str(local_size),
+                HOROVOD_CROSS_RANK=str(self.cross_rank[name]),
+                HOROVOD_CROSS_SIZE=str(self.cross_size[name]),
+                HOROVOD_HOSTNAME=self.endpoints[name].host,
+            )
+            if rendezvous is not None:
+                env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] = rendezvous.host
+                env["HOROVOD_GLOO_RENDEZVOUS_PORT"] = str(rendezvous.port)
+        return env
 
 
 def tf_config(spec: JobSpec, task: TaskId, endpoints: Mapping[str, Endpoint]) -> str:
     """TensorFlow's ``TF_CONFIG``: every role's ``host:port`` list, and this task's place."""
-    cluster = {
-        role: [str(endpoints[f"{role}:{i}"]) for i in range(spec.roles[role].instances)]
-        for role in spec.role_order()
-    }
+    cluster = Layout(spec, endpoints)._tf_cluster
     return json.dumps(
         {"cluster": cluster, "task": {"type": task.role, "index": task.index}},
         separators=(",", ":"),
     )
-
-
-def _local_rank(
-    tasks: list[TaskId], task: TaskId, endpoints: Mapping[str, Endpoint]
-) -> tuple[int, int]:
-    host = endpoints[str(task)].host
-    same_host = [t for t in tasks if endpoints[str(t)].host == host]
-    return same_host.index(task), len(same_host)
-
-
-def _horovod_env(
-    tasks: list[TaskId],
-    task: TaskId,
-    rank: int,
-    local_rank: int,
-    local_size: int,
-    endpoints: Mapping[str, Endpoint],
-    rendezvous: Endpoint | None,
-) -> dict[str, str]:
-    hosts: list[str] = []
-    for t in tasks:
-        host = endpoints[str(t)].host
-        if host not in hosts:
-            hosts.append(host)
-    host = endpoints[str(task)].host
-    # Tasks with the same local rank on different hosts form one "cross" ring.
-    cross = [t for t in tasks if _local_rank(tasks, t, endpoints)[0] == local_rank]
-    env = {
-        "HOROVOD_CONTROLLER": "gloo",
-        "HOROVOD_CPU_OPERATIONS": "gloo",
-        "HOROVOD_RANK": str(rank),
-        "HOROVOD_SIZE": str(len(tasks)),
-        "HOROVOD_LOCAL_RANK": str(local_rank),
-        "HOROVOD_LOCAL_SIZE": str(local_size),
-        "HOROVOD_CROSS_RANK": str(cross.index(task)),
-        "HOROVOD_CROSS_SIZE": str(len(cross)),
-        "HOROVOD_HOSTNAME": host,
-    }
-    if rendezvous is not None:
-        env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] = rendezvous.host
-        env["HOROVOD_GLOO_RENDEZVOUS_PORT"] = str(rendezvous.port)
-    return env
