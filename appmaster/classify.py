@@ -468,16 +468,32 @@ def root_cause(failures: Sequence[Failure]) -> Failure | None:
     Returns:
         The earliest (by ``time``; ties and missing times keep input order, missing times
         last) failure that is not PEER_ABORTED; the earliest PEER_ABORTED if there is nothing
-        else; None for no failures.
+        else; None for no failures. One exception: when the earliest is a generic failure
+        (USER_CODE_ERROR, UNKNOWN) and a specific one (a declared exit, a memory kill, a lost
+        node, ...) follows within :data:`COLLATERAL_WINDOW_S`, the specific one wins. In a
+        distributed job the peers of a task that dies see their connection drop and fail
+        generically, sometimes a few milliseconds *before* the dying task's own exit is seen.
     """
     order = sorted(
         range(len(failures)),
         key=lambda i: (failures[i].time is None, failures[i].time or 0.0, i),
     )
-    for i in order:
-        if failures[i].category is not Category.PEER_ABORTED:
-            return failures[i]
-    return failures[order[0]] if order else None
+    real = [failures[i] for i in order if failures[i].category is not Category.PEER_ABORTED]
+    if not real:
+        return failures[order[0]] if order else None
+    first = real[0]
+    if first.category in _GENERIC and first.time is not None:
+        for other in real[1:]:
+            if other.time is None or other.time - first.time > COLLATERAL_WINDOW_S:
+                break
+            if other.category not in _GENERIC:
+                return other
+    return first
+
+
+# How close a specific failure must follow a generic one to be taken as its cause.
+COLLATERAL_WINDOW_S = 2.0
+_GENERIC = frozenset({Category.USER_CODE_ERROR, Category.UNKNOWN})
 
 
 def rendezvous_timeout(

@@ -982,3 +982,17 @@ def test_root_cause_all_collateral_returns_earliest() -> None:
 
 def test_root_cause_of_nothing() -> None:
     assert root_cause([]) is None
+
+
+def test_root_cause_prefers_a_specific_failure_just_after_a_generic_one() -> None:
+    from client.failures import Category, Failure
+
+    lost_peer = Failure(Category.USER_CODE_ERROR, False, task="worker:1", time=100.00)
+    declared = Failure(Category.USER_DECLARED, True, task="worker:0", time=100.05)
+    assert root_cause([lost_peer, declared]) is declared
+    # ...but not one that came long after: then the generic failure really came first.
+    late = Failure(Category.USER_DECLARED, True, task="worker:0", time=110.0)
+    assert root_cause([lost_peer, late]) is lost_peer
+    # Two generic failures: the earliest stays the root cause.
+    other = Failure(Category.USER_CODE_ERROR, False, task="worker:0", time=100.01)
+    assert root_cause([lost_peer, other]) is lost_peer
