@@ -32,7 +32,8 @@ from tests.integration.helpers import REPO, dlsubmit, status_json, wait_for, wri
 
 pytestmark = pytest.mark.yarn
 
-NM_LOGS = REPO / ".cluster" / "logs"
+# The cluster's state dir holds its conf dir (HADOOP_CONF_DIR) and the daemons' logs.
+NM_LOGS = Path(os.environ.get("HADOOP_CONF_DIR", str(REPO / ".cluster" / "conf"))).parent / "logs"
 BIG_FILES, BIG_FILE_MB = 4, 50  # the "large" ro mount: 200 MB keeps CI fast
 
 

