@@ -169,6 +169,7 @@ class Controller:
         self.tasks: dict[str, TaskRecord] = {}
         self._containers: dict[str, TaskRecord] = {}  # Skein container id -> task
         self._tracked_left = 0  # tracked tasks of this attempt that have not succeeded
+        self._unregistered = 0  # tasks of this attempt whose launcher has not registered
         self.attempts: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.budget = RetryBudget()
@@ -253,6 +254,7 @@ class Controller:
             return []
         rec.launcher_started = data.get("time")
         rec.registered = now
+        self._unregistered -= 1
         rec.port = int(data["port"])
         rec.host = str(data.get("host") or rec.host)
         rec.gpus = str(data.get("gpus", ""))
@@ -362,6 +364,7 @@ class Controller:
             for rank, t in enumerate(self.spec.tasks())
         }
         self._containers = {}
+        self._unregistered = len(self.tasks)
         self._tracked_left = sum(
             1 for rec in self.tasks.values() if self.spec.roles[rec.task.role].tracked
         )
@@ -418,7 +421,7 @@ class Controller:
     def _maybe_publish(self, now: float) -> list[Action]:
         if self.state is not JobState.QUEUED or self._failing_since is not None:
             return []
-        if not all(rec.registered is not None for rec in self.tasks.values()):
+        if self._unregistered > 0:  # a counter: this runs once per registration
             return []
         endpoints = {
             name: Endpoint(rec.host or "localhost", rec.port or 0)
