@@ -226,15 +226,7 @@ def run(quick: bool) -> Section:
     sec.notes.append(
         f"Goal ≥ 10× faster than the yarn CLI: **{'met' if goal else 'not met'}** "
         f"(status {ratio_yarn_status:.1f}×, list {ratio_yarn_list:.1f}×). "
-        + (
-            ""
-            if goal
-            else f"dlsubmit's time is its own start-up, not the cluster: the stdlib floor "
-            f"takes {fmt_s(py_start)}. What would fix it: import `requests`/`hdfs`/`yaml`/"
-            "`client.spec` lazily on the read paths (status/list need only the RM REST call "
-            "and one WebHDFS GET; `http.client` suffices), so `dlsubmit status` costs "
-            "about the floor."
-        )
+        + ("" if goal else _not_met(py_start, floor_ratio, imports_s, top_imports))
     )
     sec.notes.append(
         f"How measured: each command is a new process started from Python "
@@ -256,6 +248,28 @@ def run(quick: bool) -> Section:
         "pid": os.getpid(),
     }
     return sec
+
+
+def _not_met(
+    floor_s: float, floor_ratio: float, imports_s: float, top: list[tuple[str, float]]
+) -> str:
+    names = ", ".join(f"`{name}`" for name, _ in top[:4])
+    text = (
+        f"dlsubmit's time is its own start-up, not the cluster: {imports_s * 1000:.0f} ms of "
+        f"imports (largest: {names}); the two REST reads are ~20 ms. What would fix it: import "
+        "lazily what `status`/`list` do not use (they need one RM REST call and one WebHDFS "
+        "GET; the standard library's `http.client` suffices), so that they cost about the "
+        f"stdlib floor ({fmt_s(floor_s)}). "
+    )
+    if floor_ratio < 10:
+        text += (
+            f"Even that floor is only {floor_ratio:.1f}× the yarn CLI here, because this dev "
+            "cluster's `yarn` is a lean launcher (it starts `java` directly, with a tiered-"
+            "compilation flag that shortens JVM start): 10× is out of reach for any Python "
+            "CLI against it; the goal was set against a stock `bin/yarn`, which runs Hadoop's "
+            "shell scripts before the JVM (not measured here)."
+        )
+    return text
 
 
 def library_calls(app: str, rounds: int) -> dict[str, list[float]]:
