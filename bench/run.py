@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """dlsubmit's side-by-side benchmarks (``make bench``): measures, then rewrites BENCHMARKS.md.
 
-    python3 bench/run.py                       # every figure (about 15 min on the dev cluster)
-    python3 bench/run.py --quick               # fewer repetitions (about 8 min)
+    python3 bench/run.py                       # every figure (15-20 min on the dev cluster)
+    python3 bench/run.py --quick               # fewer repetitions (about 10 min)
     python3 bench/run.py --only cli,scale      # a subset; other sections of BENCHMARKS.md stay
 
-Sections: cli (CLI latency), submit (submit → all tasks started, with the gang-placement
-comparison), recovery (failure → next attempt running), overhead (AppMaster and launcher CPU
-and memory), data (ro-mount localization, WebHDFS vs `hdfs dfs -get`), scale (the pure
-controller with 1,000 and 10,000 simulated tasks; no cluster needed).
+Sections: cli (CLI latency), submit (submit → all tasks started, dlsubmit vs bare Skein),
+overhead (AppMaster and launcher CPU and memory; measures submit's last job when both run),
+gang (CapacityScheduler off-switch assignments per heartbeat, 1 vs the shipped 16), recovery
+(failure → next attempt running), data (ro-mount localization, WebHDFS vs `hdfs dfs -get`),
+scale (the pure controller with 1,000 and 10,000 simulated tasks; no cluster needed). A run
+keeps to a time budget (18 min, --quick 10): repetitions after the first are skipped when a
+section runs late, e.g. while other jobs hold the shared cluster.
 
 Needs the dev cluster (``docker/cluster up``, or ``HADOOP_CONF_DIR`` set): tasks write their
 start time into a local directory, so the NodeManagers must run on this machine.
