@@ -160,6 +160,10 @@ class YarnAppState(enum.StrEnum):
     SUBMITTED = "SUBMITTED"
     ACCEPTED = "ACCEPTED"  # waiting for (or starting) the AppMaster container
     RUNNING = "RUNNING"  # the AppMaster registered
+    # Passing states that only the per-app state endpoint (/apps/{id}/state) reports.
+    FINAL_SAVING = "FINAL_SAVING"
+    FINISHING = "FINISHING"
+    KILLING = "KILLING"
     FINISHED = "FINISHED"  # the AppMaster unregistered; see final_status for the result
     FAILED = "FAILED"
     KILLED = "KILLED"
