@@ -176,3 +176,53 @@ def test_metrics_move_under_load(backend: PynvmlBackend, devices: list[Device]) 
     assert summary["mem_peak_mib"] - before >= 1024, "1 GiB allocation not seen by NVML"
     assert peak_util > 0, "kernels ran but NVML utilisation stayed 0"
     assert sampler.faults() == []
+
+
+_CUDA_VIEW = (
+    "import json, torch; n = torch.cuda.device_count(); "
+    "print(json.dumps({'count': n, 'uuids': ["
+    "str(torch.cuda.get_device_properties(i).uuid) for i in range(n)]}))"
+)
+
+
+def _cuda_view(env: dict[str, str]) -> dict[str, object]:
+    """What a task's CUDA sees: device count and UUIDs, from a fresh torch process."""
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-c", _CUDA_VIEW],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**_env(), **env},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_a_bound_task_sees_exactly_its_gpu_and_a_cpu_task_sees_none(
+    devices: list[Device], tmp_path: Path
+) -> None:
+    pytest.importorskip("torch", reason="torch is how this check asks CUDA what it sees")
+    from gpu_plugin.binding import bind
+    from gpu_plugin.errors import BindingError
+
+    usable = [d.index for d in devices if d.reachable]
+    with bind(1, lock_dir=str(tmp_path), all_indices=usable, container_id="task-a") as lease:
+        (held,) = lease.indices
+        seen = _cuda_view(lease.environment())
+        assert seen["count"] == 1, seen
+        want = next(d.uuid for d in devices if d.index == held)
+        assert want is not None
+        # torch prints the UUID without NVML's "GPU-" prefix.
+        assert want.removeprefix("GPU-") in str(seen["uuids"]), (want, seen)
+        if len(usable) == 1:
+            # The only GPU is held: a second task waits, then is told who holds it.
+            with pytest.raises(BindingError, match="task-a"):
+                bind(1, lock_dir=str(tmp_path), all_indices=usable, timeout_s=0.5)
+    # gpus: 0 gives an empty CUDA_VISIBLE_DEVICES: the task cannot touch the node's GPUs.
+    none = bind(0, lock_dir=str(tmp_path), all_indices=usable)
+    assert _cuda_view(none.environment())["count"] == 0
+    # Released on exit: every device can be bound again at once.
+    with bind(len(usable), lock_dir=str(tmp_path), all_indices=usable, timeout_s=0.5) as again:
+        assert held in again.indices
