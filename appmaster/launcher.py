@@ -153,8 +153,9 @@ class Launcher:
                 return {str(k): str(v) for k, v in value.items()}
             time.sleep(0.5)
         raise RuntimeError(
-            "environment.secrets never arrived (they live only in the AppMaster's memory; "
-            "after an AppMaster restart, resubmit the job)"
+            "environment.secrets never arrived from the AppMaster (the client hands them over "
+            "once the job is RUNNING; a restarted AppMaster restores them from the job record "
+            "unless the first one was lost before it could seal them: resubmit the job)"
         )
 
     def _command_env(self, task_env: dict[str, str], gpu_env: dict[str, str]) -> dict[str, str]:

@@ -30,11 +30,12 @@ from appmaster.controller import (
 )
 from appmaster.kvserver import KeyValueServer
 from appmaster.rendezvous import Endpoint
+from appmaster.secret_store import SealError, seal, unseal
 from appmaster.skein_link import SkeinLink, SkeinLinkError
 from appmaster.webui import StatusServer
 from client.errors import DLSubmitError
 from client.hdfs import Hdfs
-from client.record import status_path
+from client.record import secrets_path, status_path
 from client.spec import Framework, JobSpec
 
 logger = logging.getLogger("appmaster")
@@ -42,6 +43,9 @@ logger = logging.getLogger("appmaster")
 POLL_INTERVAL_S = 0.5
 RECORD_MIN_INTERVAL_S = 1.0
 SPEC_FILE = "dlsubmit-spec.json"
+SECRETS_KEY = "dlsubmit/secrets"  # where the client puts environment.secrets (client/yarn.py)
+APP_KEY_FILE = ".skein.pem"  # the application's TLS key, localized into each of its containers
+SECRETS_RETRY_S = 1.0
 
 
 def _kind_order(key: str) -> int:
@@ -86,6 +90,10 @@ class Master:
         self._last_record = 0.0
         self._seen: dict[str, Any] = {}  # protocol key -> the value last fed to the controller
         self.server = StatusServer(self.snapshot)
+        self.am_attempt = am_attempt
+        # environment.secrets: sealed into the record once the client has handed them over.
+        self._secrets_kept = not spec.environment.secrets
+        self._next_seal_try = 0.0
 
     def _read_record(self) -> dict[str, Any] | None:
         try:
@@ -115,6 +123,55 @@ class Master:
             self.link.set_progress(self.controller.progress())
         except SkeinLinkError as exc:
             logger.debug("set_progress: %s", exc)
+
+    def keep_secrets(self, now: float, force: bool = False) -> None:
+        """Seal the client's ``environment.secrets`` into the job record, once.
+
+        They arrive in Skein's key-value store, which dies with this AppMaster; the sealed copy
+        is what a restarted AppMaster hands out again (:meth:`restore_secrets`).
+        """
+        if self._secrets_kept or (now < self._next_seal_try and not force):
+            return
+        self._next_seal_try = now + SECRETS_RETRY_S
+        try:
+            secrets = self.link.get_json(SECRETS_KEY)
+        except SkeinLinkError as exc:
+            logger.debug("kv get %s: %s", SECRETS_KEY, exc)
+            return
+        if secrets is None:
+            return  # the client hands them over once the application is RUNNING
+        try:
+            blob = seal(secrets, Path(APP_KEY_FILE).read_bytes(), self.app_id)
+            self.hdfs.write_bytes(secrets_path(self.user, self.app_id), blob, permission="600")
+        except (OSError, SealError, DLSubmitError) as exc:
+            logger.warning("could not keep a sealed copy of environment.secrets: %s", exc)
+            return
+        self._secrets_kept = True
+        logger.info("environment.secrets sealed into the job record for AppMaster restarts")
+
+    def restore_secrets(self) -> None:
+        """A restarted AppMaster: put the sealed ``environment.secrets`` back for the launchers."""
+        if self._secrets_kept or self.am_attempt <= 1:
+            return
+        why = ""
+        try:
+            if self.link.get_json(SECRETS_KEY) is not None:
+                self._secrets_kept = True
+                return
+            blob = self.hdfs.read_bytes(secrets_path(self.user, self.app_id))
+            if blob is None:
+                why = "the first AppMaster was lost before it could seal them"
+            else:
+                secrets = unseal(blob, Path(APP_KEY_FILE).read_bytes(), self.app_id)
+                self.link.put_json(SECRETS_KEY, secrets)
+                self._secrets_kept = True
+                logger.info("environment.secrets restored from the job record")
+                return
+        except (OSError, SealError, DLSubmitError, SkeinLinkError) as exc:
+            why = str(exc)
+        logger.warning(
+            "environment.secrets cannot be restored (%s): tasks will fail to set up", why
+        )
 
     def execute(self, actions: list[Action]) -> Shutdown | None:
         """Carry out the controller's actions; returns the shutdown, if one was asked for."""
@@ -189,8 +246,10 @@ class Master:
             self.link.add_page("dlsubmit", page, link_name="dlsubmit job")
         except SkeinLinkError as exc:
             logger.warning("could not register the status page: %s", exc)
+        self.restore_secrets()
         shutdown = self.execute(self.controller.start(time.time()))
         while shutdown is None:
+            self.keep_secrets(time.time())
             if self.terminate.is_set():
                 shutdown = self.execute(self.controller.on_terminate(time.time()))
                 break
@@ -201,6 +260,7 @@ class Master:
             self.write_record()
             if shutdown is None:
                 self.terminate.wait(POLL_INTERVAL_S)
+        self.keep_secrets(time.time(), force=True)  # the record is complete either way
         self.write_record(force=True)
         assert shutdown is not None
         logger.info("shutting down: %s %s", shutdown.status, shutdown.diagnostics)

@@ -86,10 +86,14 @@ class Hdfs:
         path = hdfs_path(path)
         self._call("mkdir", path, lambda: self._client.makedirs(path, permission=permission))
 
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Create or replace the file ``path`` with ``data``."""
+    def write_bytes(self, path: str, data: bytes, permission: str | None = None) -> None:
+        """Create or replace the file ``path`` with ``data`` (``permission`` e.g. ``"600"``)."""
         path = hdfs_path(path)
-        self._call("write", path, lambda: self._client.write(path, data=data, overwrite=True))
+        self._call(
+            "write",
+            path,
+            lambda: self._client.write(path, data=data, overwrite=True, permission=permission),
+        )
 
     def write_json(self, path: str, value: Any) -> None:
         """Replace ``path`` with ``value`` as JSON; readers never see a half-written file."""

@@ -8,6 +8,8 @@ Layout under :func:`job_dir` (``/user/<user>/.dlsubmit/jobs/<app_id>``)::
 
     spec.json                 the validated spec (JobSpec.to_dict) + staging dir, by the client
     status.json               the record below, rewritten by the AppMaster
+    secrets.sealed            environment.secrets, encrypted (appmaster/secret_store.py; 0600),
+                              so that a restarted AppMaster can hand them out again
     logs/attempt-<N>/<role>-<index>.log   each task's output, uploaded by its launcher
 
 ``status.json`` (all times epoch seconds)::
@@ -28,7 +30,15 @@ from __future__ import annotations
 
 import posixpath
 
-__all__ = ["job_dir", "jobs_root", "spec_path", "staging_root", "status_path", "task_log_path"]
+__all__ = [
+    "job_dir",
+    "jobs_root",
+    "secrets_path",
+    "spec_path",
+    "staging_root",
+    "status_path",
+    "task_log_path",
+]
 
 
 def jobs_root(user: str) -> str:
@@ -54,6 +64,11 @@ def spec_path(user: str, app_id: str) -> str:
 def status_path(user: str, app_id: str) -> str:
     """The AppMaster's status record of a job."""
     return posixpath.join(job_dir(user, app_id), "status.json")
+
+
+def secrets_path(user: str, app_id: str) -> str:
+    """The sealed copy of a job's ``environment.secrets`` (owner-only, encrypted)."""
+    return posixpath.join(job_dir(user, app_id), "secrets.sealed")
 
 
 def task_log_path(user: str, app_id: str, attempt: int, task: str) -> str:

@@ -14,6 +14,8 @@ container processes the dead NodeManager left behind.
 from __future__ import annotations
 
 import contextlib
+import getpass
+import hashlib
 import json
 import os
 import re
@@ -30,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from client.hdfs import Hdfs
+from client.record import secrets_path
 from tests.integration.helpers import REPO, dlsubmit, rm_app, status_json, wait_for, write_job
 
 pytestmark = pytest.mark.yarn
@@ -44,7 +48,8 @@ PLACEMENT_TRIES = 8
 
 
 def _job(tmp_path: Path, name: str, command: str, **options: Any) -> Path:
-    """A one-role job; ``options`` are ``instances``, ``memory``, ``retry``, ``scheduling``."""
+    """A one-role job; ``options``: ``instances``, ``memory``, ``retry``, ``scheduling``,
+    ``environment``."""
     retry = {"max_attempts": 3, "policy": "smart", "backoff": "1s", **options.get("retry", {})}
     scheduling = options.get("scheduling", {})
     spec = {
@@ -54,6 +59,7 @@ def _job(tmp_path: Path, name: str, command: str, **options: Any) -> Path:
         "retry": retry,
         "scheduling": scheduling,
         "appmaster": {"resources": {"memory": "512 MiB", "vcores": 1}},
+        "environment": options.get("environment", {}),
         "roles": {
             "worker": {
                 "instances": options.get("instances", 1),
@@ -65,8 +71,8 @@ def _job(tmp_path: Path, name: str, command: str, **options: Any) -> Path:
     return write_job(tmp_path, json.dumps(spec, indent=1), name=f"{name}.yaml")
 
 
-def _submit(job: Path, record_app: Callable[[str], str]) -> str:
-    res = dlsubmit("submit", str(job))
+def _submit(job: Path, record_app: Callable[[str], str], env: dict[str, str] | None = None) -> str:
+    res = dlsubmit("submit", str(job), env=env)
     assert res.code == 0, res.err
     assert "Traceback" not in res.err
     return record_app(res.out.strip())
@@ -554,14 +560,35 @@ def test_lost_appmaster_is_resumed_by_the_second_yarn_attempt(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     marker = f"dlsubmit-amloss-{uuid.uuid4().hex[:12]}"
+    # A secret must reach the tasks of the attempt the second AppMaster runs, too: the first
+    # one sealed it into the job record; the client handed it over only once.
+    secret = f"amloss-secret-{uuid.uuid4().hex[:8]}"
+    digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
     command = (
         f"if [ \"$DLSUBMIT_ATTEMPT\" = 1 ]; then exec python3 -c 'import time; time.sleep(600)' "
-        f'{marker}; fi; echo "finished on attempt $DLSUBMIT_ATTEMPT"'
+        f"{marker}; fi; "
+        f'[ "$(printf %s "$TEST_AMLOSS_SECRET" | sha256sum | cut -c1-16)" = {digest} ] '
+        f'|| {{ echo "secret missing on attempt $DLSUBMIT_ATTEMPT" >&2; exit 9; }}; '
+        f'echo "finished on attempt $DLSUBMIT_ATTEMPT"'
     )
-    job = _job(tmp_path, "retry-amloss", command, retry={"max_attempts": 1})
-    app_id = _submit(job, record_app)
+    job = _job(
+        tmp_path,
+        "retry-amloss",
+        command,
+        retry={"max_attempts": 1},
+        environment={"secrets": ["TEST_AMLOSS_SECRET"]},
+    )
+    app_id = _submit(job, record_app, env={"TEST_AMLOSS_SECRET": secret})
     try:
         _wait_running(app_id, 1)
+        sealed = secrets_path(getpass.getuser(), app_id)
+        deadline = time.monotonic() + 30
+        while not Hdfs().exists(sealed) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        info = Hdfs().status(sealed)
+        assert info is not None, "the AppMaster did not seal environment.secrets in 30 s"
+        assert info["permission"] == "600", info
+        assert secret.encode() not in (Hdfs().read_bytes(sealed) or b"")
         masters = [
             pid
             for pid, argv, env in _processes()

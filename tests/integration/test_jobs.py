@@ -202,6 +202,11 @@ def test_secrets_reach_tasks_but_are_not_stored(cluster, record_app, tmp_path: P
     )
     assert stored and value.encode() not in stored
     assert value not in res.err and value not in res.out
+    # What is kept for an AppMaster restart is sealed and readable by the owner only.
+    from client.record import secrets_path
+
+    sealed = hdfs.status(secrets_path(getpass.getuser(), app_id))
+    assert sealed is not None and sealed["permission"] == "600", sealed
 
 
 def test_missing_secret_is_refused_before_submit(cluster, tmp_path: Path) -> None:
