@@ -158,12 +158,15 @@ class Controller:
         am_attempt: int = 1,
         record: Mapping[str, Any] | None = None,
         rendezvous: Endpoint | None = None,
+        prestarted: bool = False,
     ) -> None:
         self.spec = spec
         self.app_id = app_id
         self.user = user
         self.am_attempt = am_attempt
         self.rendezvous = rendezvous  # Horovod's gloo rendezvous, served by the AppMaster
+        # Skein started attempt 1's containers from the submitted spec: adopt, do not request.
+        self.prestarted = prestarted and record is None
         self.state = JobState.SUBMITTED
         self.attempt = 0
         self.tasks: dict[str, TaskRecord] = {}
@@ -204,6 +207,10 @@ class Controller:
         """Record the Skein container id returned for ``task``'s request."""
         self.tasks[task].container_id = container_id
         self._containers[container_id] = self.tasks[task]
+
+    def owns(self, container_id: str) -> bool:
+        """True when ``container_id`` runs (or ran) a task of the current attempt."""
+        return container_id in self._containers
 
     def on_container(
         self,
@@ -381,13 +388,17 @@ class Controller:
                 "am_attempt": self.am_attempt,
             }
         )
-        self._event(
-            now, f"attempt {self._label()} started: requesting {len(self.tasks)} containers"
-        )
+        adopt = self.prestarted and self.attempt == 1
+        asked = "asked for at submit" if adopt else "requesting"
+        self._event(now, f"attempt {self._label()} started: {asked} {len(self.tasks)} containers")
         actions: list[Action] = []
         for name, rec in self.tasks.items():
             rec.state, rec.requested = "REQUESTED", now
-            actions.append(RequestContainer(name, rec.task.role, self._launcher_env(rec)))
+            if adopt:
+                # Skein names a service's containers <service>_<n>, n from 0 in order.
+                self.bind_container(name, f"{rec.task.role}_{rec.task.index}")
+            else:
+                actions.append(RequestContainer(name, rec.task.role, self._launcher_env(rec)))
         return actions
 
     def _launcher_env(self, rec: TaskRecord) -> dict[str, str]:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,17 @@ class OutputPump(threading.Thread):
                 self.tail.append(raw.decode("utf-8", "replace").rstrip("\n")[:500])
 
 
+def task_index(env: Mapping[str, str]) -> int:
+    """This task's index in its role.
+
+    The AppMaster's requests say it (``DLSUBMIT_INDEX``); attempt 1's containers, which Skein
+    starts from the submitted spec, are named ``<role>_<n>`` in Skein's ``SKEIN_CONTAINER_ID``.
+    """
+    if env.get("DLSUBMIT_INDEX"):
+        return int(env["DLSUBMIT_INDEX"])
+    return int(env["SKEIN_CONTAINER_ID"].rsplit("_", 1)[1])
+
+
 class Launcher:
     """One task's life; see the module docstring."""
 
@@ -82,7 +94,7 @@ class Launcher:
         self.app_id = env["SKEIN_APPLICATION_ID"]
         self.user = env.get("DLSUBMIT_USER") or env.get("USER", "root")
         self.attempt = int(env["DLSUBMIT_ATTEMPT"])
-        self.task = TaskId(env["DLSUBMIT_ROLE"], int(env["DLSUBMIT_INDEX"]))
+        self.task = TaskId(env["DLSUBMIT_ROLE"], task_index(env))
         self.key = f"a{self.attempt}"
         self.host = env.get("NM_HOST") or socket.getfqdn()
         self.container_id = env.get("CONTAINER_ID", "")

@@ -33,6 +33,7 @@ from appmaster.rendezvous import Endpoint
 from appmaster.secret_store import SealError, seal, unseal
 from appmaster.skein_link import SkeinLink, SkeinLinkError
 from appmaster.webui import StatusServer
+from client.appspec import PRESTARTED_ENV
 from client.errors import DLSubmitError
 from client.hdfs import Hdfs
 from client.record import secrets_path, status_path
@@ -46,6 +47,7 @@ SPEC_FILE = "dlsubmit-spec.json"
 SECRETS_KEY = "dlsubmit/secrets"  # where the client puts environment.secrets (client/yarn.py)
 APP_KEY_FILE = ".skein.pem"  # the application's TLS key, localized into each of its containers
 SECRETS_RETRY_S = 1.0
+ACTIVE_STATES = ("WAITING", "REQUESTED", "RUNNING")  # Skein container states before an end
 
 
 def _kind_order(key: str) -> int:
@@ -83,12 +85,21 @@ class Master:
             port = self.kv_server.start()
             rendezvous = Endpoint(os.environ.get("NM_HOST") or socket.getfqdn(), port)
         self.controller = Controller(
-            spec, app_id, user=user, am_attempt=am_attempt, record=record, rendezvous=rendezvous
+            spec,
+            app_id,
+            user=user,
+            am_attempt=am_attempt,
+            record=record,
+            rendezvous=rendezvous,
+            # Only the first AppMaster adopts them: a restarted one finds Skein starting the
+            # spec's containers again, as attempt 1, and stops them (see poll()).
+            prestarted=os.environ.get(PRESTARTED_ENV) == "1" and am_attempt == 1,
         )
         self._kv_attempt = 0
         self.terminate = threading.Event()
         self._last_record = 0.0
         self._seen: dict[str, Any] = {}  # protocol key -> the value last fed to the controller
+        self._stopped: set[str] = set()  # containers stopped as not ours (restarted AppMaster)
         self.server = StatusServer(self.snapshot)
         self.am_attempt = am_attempt
         # environment.secrets: sealed into the record once the client has handed them over.
@@ -218,6 +229,14 @@ class Master:
                 ctl.on_started(task, float(value.get("time", now)))
             elif kind == "exit":
                 actions += ctl.on_exit_report(task, value, now)
+        if ctl.am_attempt > 1:
+            # Skein's restarted AppMaster starts the spec's attempt-1 containers again; this
+            # job is past attempt 1, so they have nothing to do.
+            for c in containers:
+                if c.state in ACTIVE_STATES and not ctl.owns(c.id) and c.id not in self._stopped:
+                    self._stopped.add(c.id)
+                    logger.info("stopping %s: started by Skein from the spec, not needed", c.id)
+                    actions.append(KillContainer(c.id))
         for c in containers:
             actions += ctl.on_container(
                 c.id,

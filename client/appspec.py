@@ -1,8 +1,12 @@
 """Build the Skein application spec for a job: one pure function, tested without a cluster.
 
 The master script is the Python AppMaster; each role is a Skein service with
-``instances: 0`` (the AppMaster adds containers itself), ``max_restarts: 0`` and
-``allow_failures: true`` (Skein's own restarts would hide the failure cause from us).
+``max_restarts: 0`` and ``allow_failures: true`` (Skein's own restarts would hide the failure
+cause from us). Attempt 1's containers are in the spec (``instances`` = the role's instances):
+Skein's Java AppMaster asks YARN for them as it starts, while the Python AppMaster is still
+booting, and the Python AppMaster adopts them (``DLSUBMIT_PRESTARTED``). Retries add containers
+through the AppMaster. Without this, the first ask waits for the Python AppMaster's start and
+then for Skein's next idle heartbeat to the RM (up to 5 s): see BENCHMARKS.md, section 2.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ SPEC_NAME = "dlsubmit-spec.json"
 ENV_ARCHIVE_NAME = "dlsubmit-env"
 # YARN restarts a lost AppMaster once; the second one resumes from the HDFS record.
 AM_MAX_ATTEMPTS = 2
+# In the AppMaster's environment: the spec's services already ask for attempt 1's containers.
+PRESTARTED_ENV = "DLSUBMIT_PRESTARTED"
 
 
 def _script(module: str, node_python: str) -> str:
@@ -60,7 +66,14 @@ def build_app_spec(
                 files[mount.path] = ro.to_dict()
         if staged.archive is not None:
             files[ENV_ARCHIVE_NAME] = staged.archive.to_dict()
-        env = dict(common_env)
+        # Attempt 1's containers start from the service alone: they find their index in
+        # SKEIN_CONTAINER_ID (<role>_<n>); the AppMaster's own requests set all four.
+        env = {
+            **common_env,
+            "DLSUBMIT_ATTEMPT": "1",
+            "DLSUBMIT_ROLE": name,
+            "DLSUBMIT_GPUS": str(role.resources.gpus),
+        }
         if spec.environment.image:
             env.update(
                 YARN_CONTAINER_RUNTIME_TYPE="docker",
@@ -72,7 +85,7 @@ def build_app_spec(
                 "vcores": role.resources.vcores,
                 "gpus": role.resources.gpus,
             },
-            "instances": 0,
+            "instances": role.instances,
             "max_restarts": 0,
             "allow_failures": True,
             "node_label": spec.node_label_for(name),
@@ -89,7 +102,7 @@ def build_app_spec(
         "master": {
             "resources": {"memory": am.memory_mib, "vcores": am.vcores},
             "files": common_files,
-            "env": common_env,
+            "env": {**common_env, PRESTARTED_ENV: "1"},
             "script": _script("appmaster", node_python),
         },
         "services": services,

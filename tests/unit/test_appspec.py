@@ -55,10 +55,14 @@ def build(spec: JobSpec | None = None, staged: Staged | None = None) -> dict[str
 def test_every_role_is_a_service_the_appmaster_drives() -> None:
     app = build()
     assert set(app["services"]) == {"worker", "ps"}
-    for service in app["services"].values():
-        # Skein starts nothing and restarts nothing: the AppMaster adds containers and judges
-        # failures itself.
-        assert service["instances"] == 0
+    for name, service in app["services"].items():
+        # Skein starts attempt 1's containers (so YARN is asked while the Python AppMaster
+        # boots) and restarts nothing: the AppMaster adds later attempts' containers and judges
+        # failures itself. The services' env makes a container attempt 1 of its role.
+        assert service["instances"] == {"worker": 2, "ps": 1}[name]
+        assert service["env"]["DLSUBMIT_ATTEMPT"] == "1"
+        assert service["env"]["DLSUBMIT_ROLE"] == name
+        assert "DLSUBMIT_INDEX" not in service["env"]  # from SKEIN_CONTAINER_ID
         assert service["max_restarts"] == 0
         assert service["allow_failures"] is True
         assert "-m appmaster.launcher" in service["script"]
@@ -75,6 +79,7 @@ def test_master_runs_the_python_appmaster() -> None:
     assert "exec python3 -m appmaster\n" in master["script"]
     assert "dlsubmit.zip" in master["script"]  # the package is importable
     assert master["resources"] == {"memory": 768, "vcores": 1}
+    assert master["env"]["DLSUBMIT_PRESTARTED"] == "1"  # the AppMaster adopts attempt 1's
     assert set(master["files"]) == {"dlsubmit.zip", "dlsubmit-spec.json"}
     assert master["files"]["dlsubmit-spec.json"]["source"].endswith("/specs/s.json")
     assert app["max_attempts"] == 2  # a lost AppMaster is replaced once and resumes
@@ -141,7 +146,7 @@ def test_skein_accepts_the_spec() -> None:
     assert parsed.max_attempts == 2
     assert set(parsed.tags) == {"dlsubmit", "team-vision"}
     worker = parsed.services["worker"]
-    assert worker.instances == 0
+    assert worker.instances == 2
     assert worker.max_restarts == 0
     assert worker.allow_failures is True
     assert (worker.resources.memory, worker.resources.vcores, worker.resources.gpus) == (2048, 2, 1)
@@ -149,3 +154,12 @@ def test_skein_accepts_the_spec() -> None:
     assert worker.files["data"].visibility == "public"
     assert worker.files["vocab"].type == "archive"
     assert parsed.master.script == app["master"]["script"]
+
+
+def test_a_container_started_from_the_spec_finds_its_index_in_skein_s_name() -> None:
+    from appmaster.launcher import task_index
+
+    assert task_index({"SKEIN_CONTAINER_ID": "worker_3"}) == 3
+    assert task_index({"SKEIN_CONTAINER_ID": "param_server_1"}) == 1  # role names may have _
+    # The AppMaster's own requests (retries) say it, whatever Skein's numbering is by then.
+    assert task_index({"DLSUBMIT_INDEX": "0", "SKEIN_CONTAINER_ID": "worker_7"}) == 0

@@ -186,6 +186,40 @@ def test_start_requests_one_container_per_task_with_launcher_env() -> None:
     assert c.ctl.state == "QUEUED"
 
 
+def test_prestarted_attempt_1_adopts_the_containers_skein_started_from_the_spec() -> None:
+    spec = make_spec(retry={"policy": "always", "max_attempts": 2, "backoff": "10s"})
+    c = FakeCluster(spec, Controller(spec, APP_ID, user="alice", prestarted=True))
+    assert c.start() == []  # nothing to ask for: the submitted spec already did
+    # Skein names them <service>_<n>; the controller knows them before YARN places them.
+    for task in ("worker:0", "worker:1"):
+        c.cid[task] = f"worker_{task[-1]}"
+        assert c.ctl.owns(c.cid[task])
+    assert "attempt 1/2 started: asked for at submit 2 containers" in [
+        e["message"] for e in c.snap()["events"]
+    ]
+    c.run_all()
+    assert set(c.published) == {"a1/env/worker:0", "a1/env/worker:1"}
+    assert c.ctl.state == "RUNNING"
+    # A retry is the AppMaster's own request again.
+    fail_attempt(c, 10, code=3)
+    retry = kinds(c.tick(10 + SETTLE_S + 10), RequestContainer)
+    assert [(r.task, r.env["DLSUBMIT_ATTEMPT"]) for r in retry] == [
+        ("worker:0", "2"), ("worker:1", "2")
+    ]
+    assert not c.ctl.owns("worker_0")  # attempt 1's containers are no longer the job's
+
+
+def test_a_resumed_job_does_not_adopt_the_specs_containers() -> None:
+    # A restarted AppMaster resumes at a new attempt: it requests its containers itself.
+    spec = make_spec()
+    first = FakeCluster(spec, Controller(spec, APP_ID, user="alice", prestarted=True))
+    first.start()
+    record = first.snap()
+    resumed = Controller(spec, APP_ID, user="alice", am_attempt=2, record=record, prestarted=True)
+    assert len(kinds(resumed.start(T0 + 30), RequestContainer)) == 2
+    assert not resumed.owns("worker_0")
+
+
 def test_gang_publishes_nothing_until_every_task_registered() -> None:
     spec = make_spec(roles={"worker": {"instances": 3, "command": "python train.py"}})
     c = FakeCluster(spec)
