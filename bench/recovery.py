@@ -159,7 +159,7 @@ def _dlsubmit_steps(
     for nth, (failed_at, next_start) in enumerate(((fail1, start2), (killed, start3))):
         classified = event_time(record, r"^task \S+ failed", nth)
         decided = event_time(record, r"^retrying in", nth)
-        requested = event_time(record, r"started: requesting", nth + 1)
+        requested = event_time(record, r"started: (?:requesting|asked for at submit)", nth + 1)
         running = event_time(record, r"running: all", nth + 1)
         if None in (classified, decided, requested, running):
             continue
