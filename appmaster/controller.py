@@ -45,6 +45,7 @@ __all__ = [
 YARN_VIEW_WAIT_S = 5.0
 # After the first failure of an attempt, collect other failures this long before stopping the
 # rest: the root cause is the earliest failure, and it is not always the first one reported.
+# Cut short when every task of the attempt has already ended.
 SETTLE_S = 2.0
 # How often a container placed on an avoided node is refused before it is accepted anyway.
 # Nodes are avoided by NodeManager address (host:port), not host name: several NodeManagers
@@ -345,7 +346,9 @@ class Controller:
                 JobState.FAILED, cls.deadline_exceeded(max_runtime, now=now), now
             )
         if self._failing_since is not None:
-            if now - self._failing_since >= SETTLE_S:
+            # The window waits for other tasks' failures; with every task already ended
+            # (a one-task job, say) there is nothing left to wait for.
+            if now - self._failing_since >= SETTLE_S or self._all_ended():
                 actions += self._end_attempt(now)
             return actions
         actions += self._check_timeouts(now)
@@ -532,6 +535,10 @@ class Controller:
             if self._failing_since is None:
                 self._failing_since = now
         return []
+
+    def _all_ended(self) -> bool:
+        # Only asked while an attempt is failing (the settle window): a pass is affordable.
+        return all(rec.done for rec in self.tasks.values())
 
     def _maybe_succeed(self, rec: TaskRecord, now: float) -> list[Action]:
         # Called once per task that succeeded: a counter, not a pass over every task.

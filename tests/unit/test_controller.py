@@ -912,3 +912,23 @@ def test_snapshot_is_json_and_follows_the_record_layout() -> None:
     assert snap["attempts"][0]["failure"] == snap["root_cause"]
     assert any("attempt 1/3 failed: USER_CODE_ERROR worker:1" in e["message"]
                for e in snap["events"])
+
+
+def test_settle_window_is_cut_short_when_every_task_has_ended() -> None:
+    retry = {"policy": "always", "max_attempts": 2, "backoff": "0s"}
+    # One task: when it has failed nothing else can, so the retry is decided at the next tick.
+    one = FakeCluster(make_spec(roles={"worker": {"instances": 1, "command": "x"}}, retry=retry))
+    one.start()
+    one.run_all()
+    one.at(10).fail("worker:0", 3)
+    one.tick(10.5)
+    assert one.ctl.state == "RETRYING"
+    # Two tasks, one still running: the window stays open for its failure, if one comes.
+    two = FakeCluster(make_spec(retry=retry))
+    two.start()
+    two.run_all()
+    two.at(10).fail("worker:1", 3)
+    two.tick(10.5)
+    assert two.ctl.state != "RETRYING"
+    two.tick(10 + SETTLE_S)
+    assert two.ctl.state == "RETRYING"
