@@ -246,7 +246,8 @@ def run(quick: bool) -> Section:
         "What a retry costs in dlsubmit beyond Skein's container restart: the AppMaster waits "
         "for YARN's view of the ended container (Skein hears of it on its next allocate "
         "heartbeat: 1 s with requests pending, 5 s when idle; the AppMaster waits at most "
-        "YARN_VIEW_WAIT_S = 5 s for it), then a settle window (SETTLE_S = 2 s) collects other "
+        "YARN_VIEW_WAIT_S = 5 s for it), then a settle window (SETTLE_S = 2 s, cut short "
+        "once every task of the attempt has ended, as here with one task) collects other "
         "failures of the attempt, then it stops the attempt's other containers and asks for "
         "a whole new gang, which registers again before the command runs. Skein restarts the "
         "one container and nothing else — no failure category, no gang, no new ranks."
@@ -277,10 +278,10 @@ def _bound(med: dict[str, float]) -> str:
     text = "; ".join(f"{labels[k]} {fmt_s(v)}" for k, v in parts[:3])
     return (
         f"{text}. Detection waits for YARN's view of the container (Skein hears of it on "
-        "its next allocate heartbeat, every 5 s when idle) or YARN_VIEW_WAIT_S (5 s), then "
-        "the 2 s settle window; the new gang is allocated on heartbeats "
-        "and registers again. Fix: classify a launcher's report at once when its exit code "
-        "cannot be YARN's doing (anything but 137/143: YARN's memory kill ends in those), "
-        "skip the settle window when the attempt has no other task left running, and ask "
-        "for the new gang before the old containers are confirmed stopped"
+        "its next allocate heartbeat, every 5 s when idle) or YARN_VIEW_WAIT_S (5 s); the "
+        "new gang is asked for through Skein's idle heartbeat (up to 5 s), allocated on "
+        "NodeManager heartbeats and registers again. Fix: classify a launcher's report at "
+        "once when its exit code cannot be YARN's doing (anything but 137/143: YARN's memory "
+        "kill ends in those), and ask for the new gang before the old containers are "
+        "confirmed stopped"
     )
