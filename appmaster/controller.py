@@ -332,7 +332,7 @@ class Controller:
             if (
                 rec.report is not None
                 and rec.failure is None
-                and rec.state not in ("SUCCEEDED", "FAILED", "STOPPED")
+                and not rec.done
                 and now - (rec.report_time or now) >= YARN_VIEW_WAIT_S
             ):
                 actions += self._fail_task(rec, now)

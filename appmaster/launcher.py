@@ -36,6 +36,7 @@ from client.errors import DLSubmitError
 from client.hdfs import Hdfs
 from client.record import task_log_path
 from client.spec import JobSpec, TaskId
+from client.yarn import SECRETS_KEY
 
 logger = logging.getLogger("appmaster.launcher")
 
@@ -118,16 +119,21 @@ class Launcher:
         except SkeinLinkError as exc:
             logger.warning("could not publish %s: %s", kind, exc)
 
+    def _wait_json(self, key: str, timeout_s: float, interval_s: float) -> Any:
+        """The JSON value under ``key`` once it is there; None after ``timeout_s`` or a stop."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.terminated.is_set():
+            value = self.link.get_json(key)
+            if value is not None:
+                return value
+            time.sleep(interval_s)
+        return None
+
     def _wait_env(self) -> dict[str, str] | None:
         sched = self.spec.scheduling
-        deadline = time.monotonic() + sched.allocation_timeout_s + sched.registration_timeout_s + 60
-        key = f"{self.key}/env/{self.task}"
-        while time.monotonic() < deadline and not self.terminated.is_set():
-            env = self.link.get_json(key)
-            if env is not None:
-                return dict(env)
-            time.sleep(0.2)
-        return None
+        timeout_s = sched.allocation_timeout_s + sched.registration_timeout_s + 60
+        env = self._wait_json(f"{self.key}/env/{self.task}", timeout_s, interval_s=0.2)
+        return None if env is None else dict(env)
 
     # ---- setup -----------------------------------------------------------------------------
     def _bind_gpus(self) -> dict[str, str]:
@@ -158,12 +164,10 @@ class Launcher:
         """``environment.secrets``, handed over by the client through Skein's key-value store."""
         if not self.spec.environment.secrets:
             return {}
-        deadline = time.monotonic() + self.spec.scheduling.registration_timeout_s
-        while time.monotonic() < deadline and not self.terminated.is_set():
-            value = self.link.get_json("dlsubmit/secrets")
-            if value is not None:
-                return {str(k): str(v) for k, v in value.items()}
-            time.sleep(0.5)
+        timeout_s = self.spec.scheduling.registration_timeout_s
+        value = self._wait_json(SECRETS_KEY, timeout_s, interval_s=0.5)
+        if value is not None:
+            return {str(k): str(v) for k, v in value.items()}
         raise RuntimeError(
             "environment.secrets never arrived from the AppMaster (the client hands them over "
             "once the job is RUNNING; a restarted AppMaster restores them from the job record "

@@ -38,13 +38,13 @@ from client.errors import DLSubmitError
 from client.hdfs import Hdfs
 from client.record import secrets_path, status_path
 from client.spec import Framework, JobSpec
+from client.yarn import SECRETS_KEY
 
 logger = logging.getLogger("appmaster")
 
 POLL_INTERVAL_S = 0.5
 RECORD_MIN_INTERVAL_S = 1.0
 SPEC_FILE = "dlsubmit-spec.json"
-SECRETS_KEY = "dlsubmit/secrets"  # where the client puts environment.secrets (client/yarn.py)
 APP_KEY_FILE = ".skein.pem"  # the application's TLS key, localized into each of its containers
 SECRETS_RETRY_S = 1.0
 ACTIVE_STATES = ("WAITING", "REQUESTED", "RUNNING")  # Skein container states before an end
@@ -91,9 +91,9 @@ class Master:
             am_attempt=am_attempt,
             record=record,
             rendezvous=rendezvous,
-            # Only the first AppMaster adopts them: a restarted one finds Skein starting the
-            # spec's containers again, as attempt 1, and stops them (see poll()).
-            prestarted=os.environ.get(PRESTARTED_ENV) == "1" and am_attempt == 1,
+            # A restarted AppMaster resumes past attempt 1 and does not adopt them: it stops
+            # the containers Skein starts again from the spec (see poll()).
+            prestarted=os.environ.get(PRESTARTED_ENV) == "1",
         )
         self._kv_attempt = 0
         self.terminate = threading.Event()
@@ -101,7 +101,6 @@ class Master:
         self._seen: dict[str, Any] = {}  # protocol key -> the value last fed to the controller
         self._stopped: set[str] = set()  # containers stopped as not ours (restarted AppMaster)
         self.server = StatusServer(self.snapshot)
-        self.am_attempt = am_attempt
         # environment.secrets: sealed into the record once the client has handed them over.
         self._secrets_kept = not spec.environment.secrets
         self._next_seal_try = 0.0
@@ -162,7 +161,7 @@ class Master:
 
     def restore_secrets(self) -> None:
         """A restarted AppMaster: put the sealed ``environment.secrets`` back for the launchers."""
-        if self._secrets_kept or self.am_attempt <= 1:
+        if self._secrets_kept or self.controller.am_attempt <= 1:
             return
         why = ""
         try:
@@ -217,6 +216,8 @@ class Master:
         keys = self.link.get_prefix_json(prefix).items()
         for key, value in sorted(keys, key=lambda kv: (_kind_order(kv[0]), kv[0])):
             kind, _, task = key[len(prefix) :].partition("/")
+            if kind == "env":
+                continue  # what this AppMaster published, not a report
             if kind == "metrics":
                 ctl.on_metrics(task, value)
                 continue

@@ -66,7 +66,6 @@ class MountSyncer:
         self._next_sync = {m.path: clock() + m.sync_interval_s for m in self.mounts}
         self._broken: set[str] = set()  # mounts whose restore failed: never synced
         self.last_error: str | None = None
-        self.last_sync: dict[str, float] = {}  # mount path -> wall time of its last full sync
 
     def restore(self) -> None:
         """Create each rw mount's HDFS dir if missing and copy its content into the task.
@@ -92,7 +91,6 @@ class MountSyncer:
             if restored:
                 self.resumed = True
                 logger.info("restored %d file(s) of %s from %s", restored, mount.path, remote)
-            self.last_sync[mount.path] = time.time()
 
     def _restore_files(self, remote: str, local: Path) -> int:
         restored = 0
@@ -196,7 +194,6 @@ class MountSyncer:
                 deleted += 1
             except DLSubmitError as exc:
                 logger.warning("could not delete %s (deleted in the task): %s", target, exc)
-        self.last_sync[mount.path] = time.time()
         if uploaded or deleted:
             logger.info(
                 "synced %s to %s: %d file(s) uploaded, %d deleted",

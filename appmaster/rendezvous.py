@@ -1,8 +1,8 @@
 """Each task's environment: ranks, PyTorch / TensorFlow / Horovod wiring (pure).
 
-The AppMaster calls :func:`task_env` once every task of an attempt has registered its
-``host:port``; ``dlsubmit validate --print-env`` calls it with placeholder endpoints. Nothing
-here does I/O, so what a task sees is unit-tested without a cluster.
+The AppMaster calls :func:`attempt_envs` once every task of an attempt has registered its
+``host:port``; ``dlsubmit validate --print-env`` calls :func:`task_env` with placeholder
+endpoints. Nothing here does I/O, so what a task sees is unit-tested without a cluster.
 """
 
 from __future__ import annotations
@@ -151,11 +151,3 @@ class Layout:
                 env["HOROVOD_GLOO_RENDEZVOUS_PORT"] = str(rendezvous.port)
         return env
 
-
-def tf_config(spec: JobSpec, task: TaskId, endpoints: Mapping[str, Endpoint]) -> str:
-    """TensorFlow's ``TF_CONFIG``: every role's ``host:port`` list, and this task's place."""
-    cluster = Layout(spec, endpoints)._tf_cluster
-    return json.dumps(
-        {"cluster": cluster, "task": {"type": task.role, "index": task.index}},
-        separators=(",", ":"),
-    )

@@ -155,37 +155,34 @@ def _drive(
 ) -> None:
     from appmaster.controller import SETTLE_S
 
-    if True:  # one block: the phases of one job's life, in order
-        bind(phase("start", n, lambda: ctl.start(0.0)))
-        phase("alloc_poll", n, lambda: poll("RUNNING", 1.0))
-        phase("register", n, lambda: register(2.0))
-        phase("started", n, lambda: start_all(3.0))
-        phase("steady_poll", n, lambda: poll("RUNNING", 4.0))
-        phase("record", 1, lambda: json.dumps(ctl.snapshot(4.0)))
-        phase("fail_reports", n, lambda: reports(1, 5.0))
-        phase("fail_poll", n, lambda: poll("FAILED", 5.5, "Container exited. Exit code is 1"))
+    # The phases of one job's life, in order.
+    bind(phase("start", n, lambda: ctl.start(0.0)))
+    phase("alloc_poll", n, lambda: poll("RUNNING", 1.0))
+    phase("register", n, lambda: register(2.0))
+    phase("started", n, lambda: start_all(3.0))
+    phase("steady_poll", n, lambda: poll("RUNNING", 4.0))
+    phase("record", 1, lambda: json.dumps(ctl.snapshot(4.0)))
+    phase("fail_reports", n, lambda: reports(1, 5.0))
+    phase("fail_poll", n, lambda: poll("FAILED", 5.5, "Container exited. Exit code is 1"))
 
-        def retry() -> list[Any]:
-            out = ctl.tick(5.5 + SETTLE_S)
-            return out + ctl.tick(5.5 + SETTLE_S + 0.5)
+    def retry() -> list[Any]:
+        out = ctl.tick(5.5 + SETTLE_S)
+        return out + ctl.tick(5.5 + SETTLE_S + 0.5)
 
-        actions = phase("retry", 1, retry)
-        bind(actions)
-        if ctl.attempt != 2:
-            raise RuntimeError(
-                f"the simulation expected attempt 2, got {ctl.attempt} ({ctl.state})"
-            )
-        poll("RUNNING", 10.0)
-        register(11.0)
-        start_all(12.0)
-        phase("exits_ok", n, lambda: reports(0, 13.0))
+    actions = phase("retry", 1, retry)
+    bind(actions)
+    if ctl.attempt != 2:
+        raise RuntimeError(f"the simulation expected attempt 2, got {ctl.attempt} ({ctl.state})")
+    poll("RUNNING", 10.0)
+    register(11.0)
+    start_all(12.0)
+    phase("exits_ok", n, lambda: reports(0, 13.0))
 
 
 def publish_cost(n: int, framework: str) -> tuple[float, int]:
     """Seconds to compute every task's environment, and the bytes of all of them.
 
-    Uses what the controller uses: ``rendezvous.attempt_envs`` (one layout per attempt) when it
-    exists, else ``task_env`` once per task.
+    Uses what the controller uses: ``rendezvous.attempt_envs`` (one layout per attempt).
     """
     from appmaster import rendezvous
 
@@ -195,19 +192,9 @@ def publish_cost(n: int, framework: str) -> tuple[float, int]:
         str(t): rendezvous.Endpoint(f"node{i % 50}", 20000 + i) for i, t in enumerate(tasks)
     }
     t = time.perf_counter()
-    if hasattr(rendezvous, "attempt_envs"):
-        envs = list(
-            rendezvous.attempt_envs(
-                spec, app_id="application_1_1", attempt=1, endpoints=endpoints
-            ).values()
-        )
-    else:
-        envs = [
-            rendezvous.task_env(
-                spec, task, app_id="application_1_1", attempt=1, endpoints=endpoints
-            )
-            for task in tasks
-        ]
+    envs = rendezvous.attempt_envs(
+        spec, app_id="application_1_1", attempt=1, endpoints=endpoints
+    ).values()
     secs = time.perf_counter() - t
     return secs, sum(len(k) + len(v) for env in envs for k, v in env.items())
 

@@ -93,8 +93,6 @@ def job_state(app: AppInfo, record: dict[str, Any] | None) -> JobState:
         # while AppMaster attempts remain, so a second AppMaster repeats the outcome.
         return recorded
     if app.state in _YARN_TERMINAL:
-        if recorded is not None and recorded.is_terminal():
-            return recorded
         if app.state == "KILLED" or app.final_status == "KILLED":
             return JobState.KILLED
         if app.state == "FINISHED" and app.final_status == "SUCCEEDED":
@@ -102,7 +100,7 @@ def job_state(app: AppInfo, record: dict[str, Any] | None) -> JobState:
         return JobState.FAILED
     if app.state in ("NEW", "NEW_SAVING", "SUBMITTED"):
         return JobState.SUBMITTED
-    if recorded is not None and not recorded.is_terminal() and recorded is not JobState.SUBMITTED:
+    if recorded is not None and recorded is not JobState.SUBMITTED:
         return recorded
     return JobState.QUEUED
 

@@ -234,8 +234,3 @@ def _remote(body: str) -> str:
         return str(json.loads(body)["RemoteException"]["message"])[:500]
     except (ValueError, KeyError, TypeError):
         return body.strip().splitlines()[0][:500] if body.strip() else "(no message)"
-
-
-def _is_missing(exc: Exception) -> bool:
-    text = str(exc)
-    return any(s in text for s in ("FileNotFoundException", "does not exist", "not found"))

@@ -197,9 +197,6 @@ class WebHdfsHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             other.hdfs.user,
         )
 
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
     def __hash__(self) -> int:
         return hash((self.hdfs.url, self.hdfs.user))
 

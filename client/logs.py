@@ -315,11 +315,8 @@ def _rank_key(name: str, entry: Mapping[str, Any]) -> tuple[int, str, int]:
 def _read_record(
     hdfs: Hdfs, path: str, previous: Mapping[str, Any] | None
 ) -> Mapping[str, Any] | None:
-    """The job record; the previous one while the AppMaster is rewriting it (half a file)."""
-    try:
-        record = hdfs.read_json(path)
-    except ValueError:
-        return previous
+    """The job record; the previous one while there is none (the AppMaster writes it atomically)."""
+    record = hdfs.read_json(path)
     return record if isinstance(record, Mapping) else previous
 
 

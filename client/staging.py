@@ -249,9 +249,9 @@ class _Uploader:
             self._swap_in(path, lambda tmp: self.hdfs.write_bytes(tmp, data), len(data))
         return f"hdfs://{path}"
 
-    def blob_file(self, name: str, local: Path, digest: str | None = None) -> str:
+    def blob_file(self, name: str, local: Path) -> str:
         """Upload the local file ``local`` (streamed) unless its content is already staged."""
-        path = self._path(digest or _file_digest(local), name)
+        path = self._path(_file_digest(local), name)
         size = local.stat().st_size
         if not self._present(path, size):
             self._swap_in(path, lambda tmp: self.hdfs.write_file(tmp, str(local)), size)
@@ -277,7 +277,7 @@ class _Uploader:
         kind = env_kind(path)
         name = f"{path.name or 'env'}.tar.gz"
         remote = self._path(tree_digest(path), name)
-        if self.hdfs.status(remote) is not None:  # uploaded whole and renamed: complete
+        if self._present(remote, None):  # uploaded whole and renamed: complete
             logger.info("environment.archive: %s unchanged, reusing %s", local, remote)
         else:
             with tempfile.TemporaryDirectory(prefix="dlsubmit-env-") as tmp:

@@ -16,7 +16,11 @@ from client.errors import ClusterUnreachableError, DLSubmitError, SpecError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["submit_application"]
+__all__ = ["SECRETS_KEY", "submit_application"]
+
+# Where environment.secrets wait in the application's key-value store: put there by the client,
+# read by the task launchers (and sealed / restored by the AppMaster).
+SECRETS_KEY = "dlsubmit/secrets"
 
 
 def _client() -> Any:
@@ -93,4 +97,4 @@ def _hand_over_secrets(client: Any, app_id: str, secrets: dict[str, str], timeou
             )
         time.sleep(0.5)
     app = client.connect(app_id, wait=False)
-    app.kv["dlsubmit/secrets"] = json.dumps(secrets).encode()
+    app.kv[SECRETS_KEY] = json.dumps(secrets).encode()
