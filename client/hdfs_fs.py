@@ -19,7 +19,9 @@ dlsubmit into the job's environment.
 Errors name the path and the reason in the vocabulary dlsubmit's failure classifier reads as
 DATA_ACCESS: a missing path raises :class:`FileNotFoundError` ("File does not exist: ..."), a
 refused one :class:`PermissionError` ("Permission denied: ... AccessControlException"), any
-other HDFS failure :class:`OSError` with ``DATA_ACCESS hdfs://...: reason``.
+other HDFS failure :class:`OSError` with ``DATA_ACCESS hdfs://...: reason``. The WebHDFS
+backend does not append to files (``open_append_stream`` raises :class:`NotImplementedError`
+naming the path).
 """
 
 from __future__ import annotations
@@ -299,4 +301,8 @@ class WebHdfsHandler(pafs.FileSystemHandler):  # type: ignore[misc]
         return pa.PythonFile(_Writer(self.hdfs, hdfs_path(path)), mode="w")
 
     def open_append_stream(self, path: str, metadata: Any) -> pa.NativeFile:
-        raise NotImplementedError("appending to HDFS files is not supported over WebHDFS here")
+        # pyarrow's way to refuse an operation a filesystem does not offer.
+        raise NotImplementedError(
+            f"hdfs://{hdfs_path(path)}: appending is not supported by the WebHDFS backend; "
+            f"write a new file, or use libhdfs ({BACKEND_ENV}=libhdfs)"
+        )

@@ -12,11 +12,17 @@ import shutil
 import warnings
 from typing import Any
 
-from client.errors import ClusterUnreachableError, DLSubmitError, SpecError
+from client.errors import (
+    ClusterUnreachableError,
+    DLSubmitError,
+    JobFailedError,
+    SpecError,
+    WaitTimeoutError,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SECRETS_KEY", "submit_application"]
+__all__ = ["SECRETS_KEY", "hand_over_secrets", "submit_application"]
 
 # Where environment.secrets wait in the application's key-value store: put there by the client,
 # read by the task launchers (and sealed / restored by the AppMaster).
@@ -47,6 +53,8 @@ def submit_application(
     Raises:
         SpecError: the ResourceManager rejected the spec (exit 2).
         ClusterUnreachableError: Skein's driver could not reach the cluster (exit 3).
+        WaitTimeoutError, JobFailedError: the secrets could not be handed over (see
+            :func:`hand_over_secrets`; the job was killed).
     """
     import skein
 
@@ -64,37 +72,80 @@ def submit_application(
     except (skein.exceptions.SkeinError, OSError) as exc:
         raise ClusterUnreachableError(f"could not start Skein's driver: {exc}") from exc
     try:
-        app_id = str(client.submit(spec))
+        try:
+            app_id = str(client.submit(spec))
+        except skein.exceptions.DriverError as exc:
+            text = str(exc)
+            if "queue" in text.lower() or "resource" in text.lower() or "Invalid" in text:
+                raise SpecError(f"the ResourceManager rejected the job: {text}") from exc
+            raise DLSubmitError(f"submission failed: {text}") from exc
+        except skein.exceptions.SkeinError as exc:
+            raise ClusterUnreachableError(f"submission failed: {exc}") from exc
         if secrets:
-            _hand_over_secrets(client, app_id, secrets, timeout_s)
+            hand_over_secrets(client, app_id, secrets, timeout_s, queue=spec.queue)
         return app_id
-    except skein.exceptions.DriverError as exc:
-        text = str(exc)
-        if "queue" in text.lower() or "resource" in text.lower() or "Invalid" in text:
-            raise SpecError(f"the ResourceManager rejected the job: {text}") from exc
-        raise DLSubmitError(f"submission failed: {text}") from exc
-    except skein.exceptions.SkeinError as exc:
-        raise ClusterUnreachableError(f"submission failed: {exc}") from exc
     finally:
         if getattr(client, "_proc", None) is not None:
             client.close()
 
 
-def _hand_over_secrets(client: Any, app_id: str, secrets: dict[str, str], timeout_s: float) -> None:
+def hand_over_secrets(
+    client: Any,
+    app_id: str,
+    secrets: dict[str, str],
+    timeout_s: float,
+    *,
+    queue: str,
+    poll_s: float = 0.5,
+) -> None:
+    """Put ``secrets`` into the application's key-value store once its AppMaster runs.
+
+    A job whose secrets cannot be handed over would only fail later, task by task; it is
+    killed now instead, and the error says why and what to do.
+
+    Raises:
+        WaitTimeoutError: the AppMaster did not start within ``timeout_s`` (exit 5).
+        JobFailedError: the application ended before its AppMaster started (exit 1).
+        ClusterUnreachableError: Skein could not reach the application (exit 3).
+    """
     import json
     import time
 
+    import skein
+
     deadline = time.monotonic() + timeout_s
-    while True:
-        report = client.application_report(app_id)
-        state = str(report.state)
+    try:
+        state = str(client.application_report(app_id).state)
+        while state != "RUNNING" and state not in _ENDED and time.monotonic() < deadline:
+            time.sleep(poll_s)
+            state = str(client.application_report(app_id).state)
         if state == "RUNNING":
-            break
-        if state in ("FINISHED", "FAILED", "KILLED") or time.monotonic() > deadline:
-            raise DLSubmitError(
-                f"{app_id} is {state}: could not hand over environment.secrets "
-                f"(waited {timeout_s:.0f}s for the AppMaster)"
-            )
-        time.sleep(0.5)
-    app = client.connect(app_id, wait=False)
-    app.kv[SECRETS_KEY] = json.dumps(secrets).encode()
+            client.connect(app_id, wait=False).kv[SECRETS_KEY] = json.dumps(secrets).encode()
+            return
+    except skein.exceptions.SkeinError as exc:
+        _kill_quietly(client, app_id)
+        raise ClusterUnreachableError(
+            f"{app_id}: could not hand over environment.secrets ({exc}); dlsubmit killed the "
+            "job: resubmit it"
+        ) from exc
+    if state in _ENDED:
+        raise JobFailedError(
+            f"{app_id} ended ({state}) before its AppMaster started, so environment.secrets "
+            f"were not handed over; see `dlsubmit diagnose {app_id}`"
+        )
+    _kill_quietly(client, app_id)
+    raise WaitTimeoutError(
+        f"{app_id} was still {state} after {timeout_s:.0f} s: queue '{queue}' had no room for "
+        "its AppMaster, so environment.secrets could not be handed over, and dlsubmit killed "
+        "the job; resubmit it when the queue has room (`dlsubmit list` shows what runs there)"
+    )
+
+
+_ENDED = ("FINISHED", "FAILED", "KILLED")
+
+
+def _kill_quietly(client: Any, app_id: str) -> None:
+    try:
+        client.kill_application(app_id)
+    except Exception as exc:  # the error that led here is the one to report
+        logger.warning("could not kill %s: %s", app_id, exc)

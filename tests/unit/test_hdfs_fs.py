@@ -133,3 +133,9 @@ def test_libhdfs_is_found_where_arrow_looks(tmp_path: Path, monkeypatch: pytest.
     assert hdfs_fs.libhdfs_available() is True
     monkeypatch.delenv("JAVA_HOME")
     assert hdfs_fs.libhdfs_available() is False  # libjvm is needed too
+
+
+def test_append_is_refused_naming_the_path_and_the_way_out(fs: pafs.FileSystem) -> None:
+    with pytest.raises(NotImplementedError, match=r"hdfs:///logs/run\.txt: appending") as info:
+        fs.open_append_stream("/logs/run.txt")
+    assert "DLSUBMIT_HDFS_BACKEND=libhdfs" in str(info.value)
