@@ -97,10 +97,14 @@ class Layout:
             rings.setdefault(self.local_rank[str(t)], []).append(str(t))
         self.cross_rank = {name: i for ring in rings.values() for i, name in enumerate(ring)}
         self.cross_size = {name: len(ring) for ring in rings.values() for name in ring}
-        self._tf_cluster = {
-            role: [str(endpoints[f"{role}:{i}"]) for i in range(spec.roles[role].instances)]
-            for role in spec.role_order()
-        }
+        # TF_CONFIG's cluster part is the same for every task: serialized once, not per task.
+        self._tf_cluster_json = json.dumps(
+            {
+                role: [str(endpoints[f"{role}:{i}"]) for i in range(spec.roles[role].instances)]
+                for role in spec.role_order()
+            },
+            separators=(",", ":"),
+        )
 
     def env(
         self, task: TaskId, *, app_id: str, attempt: int, rendezvous: Endpoint | None
@@ -130,10 +134,8 @@ class Layout:
                 LOCAL_WORLD_SIZE=str(local_size),
             )
         elif spec.framework is Framework.TENSORFLOW:
-            env["TF_CONFIG"] = json.dumps(
-                {"cluster": self._tf_cluster, "task": {"type": task.role, "index": task.index}},
-                separators=(",", ":"),
-            )
+            place = json.dumps({"type": task.role, "index": task.index}, separators=(",", ":"))
+            env["TF_CONFIG"] = f'{{"cluster":{self._tf_cluster_json},"task":{place}}}'
         elif spec.framework is Framework.HOROVOD:
             env.update(
                 HOROVOD_CONTROLLER="gloo",
