@@ -41,15 +41,14 @@ pytestmark = pytest.mark.yarn
 # Every wait is bounded; the bounds are generous because the cluster is shared and small.
 RUN_TIMEOUT_S = 180
 NM_WEB_PORTS = {"8042": "nm1", "8043": "nm2"}
-PLACEMENT_TRIES = 8
 
 
 # ---- jobs and what the CLI says of them ---------------------------------------------------------
 
 
 def _job(tmp_path: Path, name: str, command: str, **options: Any) -> Path:
-    """A one-role job; ``options``: ``instances``, ``memory``, ``retry``, ``scheduling``,
-    ``environment``."""
+    """A one-role job; ``options``: ``instances``, ``memory``, ``am_memory``, ``retry``,
+    ``scheduling``, ``environment``."""
     retry = {"max_attempts": 3, "policy": "smart", "backoff": "1s", **options.get("retry", {})}
     scheduling = options.get("scheduling", {})
     spec = {
@@ -58,7 +57,7 @@ def _job(tmp_path: Path, name: str, command: str, **options: Any) -> Path:
         "tags": ["dlsubmit-failure-tests"],
         "retry": retry,
         "scheduling": scheduling,
-        "appmaster": {"resources": {"memory": "512 MiB", "vcores": 1}},
+        "appmaster": {"resources": {"memory": options.get("am_memory", "512 MiB"), "vcores": 1}},
         "environment": options.get("environment", {}),
         "roles": {
             "worker": {
@@ -418,31 +417,49 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
         f"if [ \"$DLSUBMIT_ATTEMPT\" = 1 ]; then exec python3 -c 'import time; time.sleep(600)' "
         f'{marker}; fi; echo "worker $DLSUBMIT_INDEX finished on attempt $DLSUBMIT_ATTEMPT"'
     )
-    job = _job(tmp_path, "retry-nodeloss", command, instances=2, retry={"max_attempts": 1})
+    # This job's AppMaster takes 768 MiB, its two tasks 256 MiB each.
+    job = _job(
+        tmp_path,
+        "retry-nodeloss",
+        command,
+        instances=2,
+        retry={"max_attempts": 1},
+        am_memory="768 MiB",
+    )
     dead_containers: set[str] = set()
+    fillers: list[str] = []
     killed_nm: str | None = None
     try:
         # The NodeManager to stop must run a task but not the AppMaster (that is the
-        # AppMaster-loss test). One NodeManager heartbeat takes the whole gang, so the tasks
-        # land beside the AppMaster about half the time, and no sizing can forbid that: the
-        # retry must fit on the AppMaster's node. Ask again until they land elsewhere
-        # (eight tries: ~1 in 256 runs would fail by chance; CI once saw four in a row).
-        for _ in range(PLACEMENT_TRIES):
-            app_id = _submit(job, record_app)
-            st = _wait_running(app_id, 2)
-            am_port = _am_node(app_id).rsplit(":", 1)[1]
-            victims = {
-                name: t
-                for name, t in st["tasks"].items()
-                if t["nm_http_address"].rsplit(":", 1)[1] != am_port
-            }
-            if victims:
-                break
-            assert dlsubmit("kill", app_id).code == 0
-        else:
-            pytest.fail(
-                f"YARN placed every task beside the AppMaster {PLACEMENT_TRIES} times in a row"
-            )
+        # AppMaster-loss test). YARN places a gang beside its AppMaster whenever it fits there
+        # (the AppMaster's Skein asks for it as it starts), and no sizing of this job alone can
+        # forbid that: the retry must fit on the AppMaster's node. So two filler jobs (an
+        # AppMaster and one task each, on one node) first leave one node room for the two
+        # tasks only (512 MiB) and the other room for this AppMaster only (768 MiB); they are
+        # stopped before the NodeManager, so the retry fits beside the AppMaster.
+        filler_nodes = []
+        sleeper = f"exec python3 -c 'import time; time.sleep(600)' {marker}"
+        for name, am_mib, task_mib in (("tasks-room", 512, 3072), ("am-room", 768, 2560)):
+            filler = _job(tmp_path, f"filler-{name}", sleeper, memory=task_mib, am_memory=am_mib)
+            filler_id = _submit(filler, record_app)
+            fillers.append(filler_id)
+            (task,) = _wait_running(filler_id, 1)["tasks"].values()
+            node = _am_node(filler_id)
+            port = node.rsplit(":", 1)[1]
+            assert task["nm_http_address"].endswith(f":{port}"), f"filler {name}: {node}, {task}"
+            filler_nodes.append(port)
+        assert filler_nodes[0] != filler_nodes[1], f"both fillers on {filler_nodes[0]}"
+        app_id = _submit(job, record_app)
+        st = _wait_running(app_id, 2)
+        am_port = _am_node(app_id).rsplit(":", 1)[1]
+        victims = {
+            name: t
+            for name, t in st["tasks"].items()
+            if t["nm_http_address"].rsplit(":", 1)[1] != am_port
+        }
+        assert victims, f"every task beside the AppMaster despite the fillers: {st['tasks']}"
+        for filler_id in fillers:
+            assert dlsubmit("kill", filler_id).code == 0
         victim_port = next(iter(victims.values()))["nm_http_address"].rsplit(":", 1)[1]
         killed_nm = NM_WEB_PORTS[victim_port]
         dead_containers = {
@@ -456,6 +473,8 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
         _wait(app_id, 0, timeout_s=240)
         st, dg = _outcome(app_id)
     finally:
+        for filler_id in fillers:
+            dlsubmit("kill", filler_id)
         _kill_leftovers(marker, dead_containers)
         if killed_nm is not None:
             _cluster_up()
