@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import skein
 
 from client.hdfs import Hdfs
 from client.record import secrets_path
+from client.rm import ResourceManager
 from tests.integration.helpers import REPO, dlsubmit, rm_app, status_json, wait_for, write_job
 
 pytestmark = pytest.mark.yarn
@@ -406,6 +408,58 @@ def _cluster_up() -> None:
     assert up.returncode == 0, up.stderr[-3000:]
 
 
+def _fill_nodes(
+    record_app: Callable[[str], str], am_room_mib: int, tasks_room_mib: int
+) -> list[str]:
+    """Start two Skein applications that leave one NodeManager exactly ``am_room_mib`` free and
+    the other exactly ``tasks_room_mib`` (less than ``am_room_mib``); returns their ids.
+
+    Placement is forced by size alone, on an idle cluster: the first (an AppMaster of
+    ``node - am_room_mib``) lands on some node P; the second (``node - tasks_room_mib``) is too
+    big for what P has left, so it can only go to the other node. Each is one AppMaster
+    container: a Skein AppMaster that asks for a smaller container after a bigger one was
+    granted is never served (it reuses the priority), and ``default``'s AppMaster share would
+    not hold both, so the second runs in ``research``.
+    """
+    rm = ResourceManager()
+    wait_for(
+        lambda: all(n.used.memory_mib == 0 for n in rm.nodes(states=["RUNNING"])),
+        120,
+        "an idle cluster (every NodeManager without containers)",
+    )
+    nodes = rm.nodes(states=["RUNNING"])
+    assert len(nodes) == 2, [n.id for n in nodes]
+    node_mib = nodes[0].total.memory_mib
+    fillers: list[str] = []
+    try:
+        with skein.Client() as client:
+            for queue, mib in (
+                ("default", node_mib - am_room_mib),
+                ("research", node_mib - tasks_room_mib),
+            ):
+                spec = skein.ApplicationSpec(
+                    name="dlsubmit-filler",
+                    queue=queue,
+                    tags=["dlsubmit-failure-tests"],
+                    master=skein.Master(
+                        resources=skein.Resources(memory=mib, vcores=1), script="exec sleep 600"
+                    ),
+                )
+                fillers.append(record_app(client.submit(spec)))
+                wait_for(
+                    lambda: rm.app(fillers[-1]).state.value == "RUNNING",
+                    120,
+                    f"filler {fillers[-1]} ({mib} MiB) RUNNING",
+                )
+        free = sorted(n.available.memory_mib for n in rm.nodes(states=["RUNNING"]))
+        assert free == [tasks_room_mib, am_room_mib], f"the fillers left {free} MiB free"
+    except BaseException:
+        for app_id in fillers:
+            rm.kill(app_id)
+        raise
+    return fillers
+
+
 def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
     cluster: dict[str, str],
     record_app: Callable[[str], str],
@@ -431,24 +485,11 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
     killed_nm: str | None = None
     try:
         # The NodeManager to stop must run a task but not the AppMaster (that is the
-        # AppMaster-loss test). YARN places a gang beside its AppMaster whenever it fits there
-        # (the AppMaster's Skein asks for it as it starts), and no sizing of this job alone can
-        # forbid that: the retry must fit on the AppMaster's node. So two filler jobs (an
-        # AppMaster and one task each, on one node) first leave one node room for the two
-        # tasks only (512 MiB) and the other room for this AppMaster only (768 MiB); they are
+        # AppMaster-loss test). Among nodes with room, YARN places a container on whichever
+        # heartbeats first, so two filler applications first leave one node room for this
+        # AppMaster only (768 MiB) and the other room for its two tasks only (512 MiB); they are
         # stopped before the NodeManager, so the retry fits beside the AppMaster.
-        filler_nodes = []
-        sleeper = f"exec python3 -c 'import time; time.sleep(600)' {marker}"
-        for name, am_mib, task_mib in (("tasks-room", 512, 3072), ("am-room", 768, 2560)):
-            filler = _job(tmp_path, f"filler-{name}", sleeper, memory=task_mib, am_memory=am_mib)
-            filler_id = _submit(filler, record_app)
-            fillers.append(filler_id)
-            (task,) = _wait_running(filler_id, 1)["tasks"].values()
-            node = _am_node(filler_id)
-            port = node.rsplit(":", 1)[1]
-            assert task["nm_http_address"].endswith(f":{port}"), f"filler {name}: {node}, {task}"
-            filler_nodes.append(port)
-        assert filler_nodes[0] != filler_nodes[1], f"both fillers on {filler_nodes[0]}"
+        fillers = _fill_nodes(record_app, am_room_mib=768, tasks_room_mib=512)
         app_id = _submit(job, record_app)
         st = _wait_running(app_id, 2)
         am_port = _am_node(app_id).rsplit(":", 1)[1]
@@ -457,9 +498,9 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
             for name, t in st["tasks"].items()
             if t["nm_http_address"].rsplit(":", 1)[1] != am_port
         }
-        assert victims, f"every task beside the AppMaster despite the fillers: {st['tasks']}"
-        for filler_id in fillers:
-            assert dlsubmit("kill", filler_id).code == 0
+        assert victims, f"every task beside the AppMaster despite the filler: {st['tasks']}"
+        for filler in fillers:
+            ResourceManager().kill(filler)
         victim_port = next(iter(victims.values()))["nm_http_address"].rsplit(":", 1)[1]
         killed_nm = NM_WEB_PORTS[victim_port]
         dead_containers = {
@@ -473,8 +514,8 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
         _wait(app_id, 0, timeout_s=240)
         st, dg = _outcome(app_id)
     finally:
-        for filler_id in fillers:
-            dlsubmit("kill", filler_id)
+        for filler in fillers:
+            ResourceManager().kill(filler)
         _kill_leftovers(marker, dead_containers)
         if killed_nm is not None:
             _cluster_up()
