@@ -417,9 +417,9 @@ def _fill_nodes(
     Placement is forced by size alone, on an idle cluster: the first (an AppMaster of
     ``node - am_room_mib``) lands on some node P; the second (``node - tasks_room_mib``) is too
     big for what P has left, so it can only go to the other node. Each is one AppMaster
-    container: a Skein AppMaster that asks for a smaller container after a bigger one was
-    granted is never served (it reuses the priority), and ``default``'s AppMaster share would
-    not hold both, so the second runs in ``research``.
+    container, because one Skein application asking for a smaller container just after a
+    bigger one was granted is never served (docs/HADOOP-NOTES.md); ``default``'s AppMaster
+    share would not hold both and this job's AppMaster, so the second runs in ``research``.
     """
     rm = ResourceManager()
     wait_for(
