@@ -6,14 +6,18 @@ tier exists to prove features on real YARN and HDFS.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from client.errors import DLSubmitError
+from client.rm import ResourceManager
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,8 +75,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def record_app(request: pytest.FixtureRequest) -> object:
-    """Call with an application id so its logs are printed if the test fails."""
+def record_app(request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
+    """Call with an application id so its logs are printed if the test fails. Applications
+    still running when the test ends are killed: they would hold containers that the next
+    test's capacity and placement depend on."""
 
     def record(app_id: str) -> str:
         apps = getattr(request.node, "dlsubmit_apps", [])
@@ -80,4 +86,10 @@ def record_app(request: pytest.FixtureRequest) -> object:
         request.node.dlsubmit_apps = apps
         return app_id
 
-    return record
+    yield record
+    apps = getattr(request.node, "dlsubmit_apps", [])
+    if apps:
+        rm = ResourceManager()
+        for app_id in apps:
+            with contextlib.suppress(DLSubmitError, OSError):
+                rm.kill(app_id, diagnostics="killed at the end of its integration test")
