@@ -35,7 +35,7 @@ import skein
 
 from client.hdfs import Hdfs
 from client.record import secrets_path
-from client.rm import ResourceManager
+from client.rm import ResourceManager, YarnAppState
 from tests.integration.helpers import REPO, dlsubmit, rm_app, status_json, wait_for, write_job
 
 pytestmark = pytest.mark.yarn
@@ -412,7 +412,8 @@ def _fill_nodes(
     record_app: Callable[[str], str], am_room_mib: int, tasks_room_mib: int
 ) -> list[str]:
     """Start two Skein applications that leave one NodeManager exactly ``am_room_mib`` free and
-    the other exactly ``tasks_room_mib`` (less than ``am_room_mib``); returns their ids.
+    the other exactly ``tasks_room_mib`` (less than ``am_room_mib``); returns their ids (recorded,
+    so they are killed when the test ends if not before).
 
     Placement is forced by size alone, on an idle cluster: the first (an AppMaster of
     ``node - am_room_mib``) lands on some node P; the second (``node - tasks_room_mib``) is too
@@ -431,32 +432,27 @@ def _fill_nodes(
     assert len(nodes) == 2, [n.id for n in nodes]
     node_mib = nodes[0].total.memory_mib
     fillers: list[str] = []
-    try:
-        with skein.Client() as client:
-            for queue, mib in (
-                ("default", node_mib - am_room_mib),
-                ("research", node_mib - tasks_room_mib),
-            ):
-                spec = skein.ApplicationSpec(
-                    name="dlsubmit-filler",
-                    queue=queue,
-                    tags=["dlsubmit-failure-tests"],
-                    master=skein.Master(
-                        resources=skein.Resources(memory=mib, vcores=1), script="exec sleep 600"
-                    ),
-                )
-                fillers.append(record_app(client.submit(spec)))
-                wait_for(
-                    lambda: rm.app(fillers[-1]).state.value == "RUNNING",
-                    120,
-                    f"filler {fillers[-1]} ({mib} MiB) RUNNING",
-                )
-        free = sorted(n.available.memory_mib for n in rm.nodes(states=["RUNNING"]))
-        assert free == [tasks_room_mib, am_room_mib], f"the fillers left {free} MiB free"
-    except BaseException:
-        for app_id in fillers:
-            rm.kill(app_id)
-        raise
+    with skein.Client() as client:
+        for queue, mib in (
+            ("default", node_mib - am_room_mib),
+            ("research", node_mib - tasks_room_mib),
+        ):
+            spec = skein.ApplicationSpec(
+                name="dlsubmit-filler",
+                queue=queue,
+                tags=["dlsubmit-failure-tests"],
+                master=skein.Master(
+                    resources=skein.Resources(memory=mib, vcores=1), script="exec sleep 600"
+                ),
+            )
+            fillers.append(record_app(client.submit(spec)))
+            wait_for(
+                lambda: rm.app(fillers[-1]).state == YarnAppState.RUNNING,
+                120,
+                f"filler {fillers[-1]} ({mib} MiB) RUNNING",
+            )
+    free = sorted(n.available.memory_mib for n in rm.nodes(states=["RUNNING"]))
+    assert free == [tasks_room_mib, am_room_mib], f"the fillers left {free} MiB free"
     return fillers
 
 
@@ -481,7 +477,6 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
         am_memory="768 MiB",
     )
     dead_containers: set[str] = set()
-    fillers: list[str] = []
     killed_nm: str | None = None
     try:
         # The NodeManager to stop must run a task but not the AppMaster (that is the
@@ -498,9 +493,10 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
             for name, t in st["tasks"].items()
             if t["nm_http_address"].rsplit(":", 1)[1] != am_port
         }
-        assert victims, f"every task beside the AppMaster despite the filler: {st['tasks']}"
+        assert victims, f"every task beside the AppMaster despite the fillers: {st['tasks']}"
+        rm = ResourceManager()
         for filler in fillers:
-            ResourceManager().kill(filler)
+            rm.kill(filler)
         victim_port = next(iter(victims.values()))["nm_http_address"].rsplit(":", 1)[1]
         killed_nm = NM_WEB_PORTS[victim_port]
         dead_containers = {
@@ -514,8 +510,6 @@ def test_lost_nodemanager_is_node_failure_retried_uncounted_on_the_other_node(
         _wait(app_id, 0, timeout_s=240)
         st, dg = _outcome(app_id)
     finally:
-        for filler in fillers:
-            ResourceManager().kill(filler)
         _kill_leftovers(marker, dead_containers)
         if killed_nm is not None:
             _cluster_up()
